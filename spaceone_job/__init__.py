@@ -1,0 +1,1 @@
+"""spaceone-job: the cost-analysis Job API as a gRPC service."""
