@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTO_OUT ?= generated
 PROTOS := $(shell find proto -name '*.proto' | sort)
-DEMO := spaceone_job/demo/jobs.jsonl
+DEMO := .spaceone-job/demo-jobs.jsonl
 
 .PHONY: install proto run test lint fuzz bench clean
 
@@ -24,7 +24,9 @@ proto: $(STAMP)
 	  -I$$($(PY) -c 'import google.api.annotations_pb2 as m, pathlib; print(pathlib.Path(m.__file__).parents[2])') \
 	  --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) $(PROTOS)
 
+# The demo jobs are laid back from now, so the running ones are recent (see spaceone_job/demo.py).
 run: $(STAMP)
+	$(PY) -m spaceone_job.demo --out $(DEMO)
 	$(VENV)/bin/spaceone-job serve --seed $(DEMO)
 
 test: $(STAMP)

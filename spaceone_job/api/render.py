@@ -1,0 +1,99 @@
+"""Stored documents -> protobuf, straight from the raw dicts (no MongoEngine document per row).
+
+One set of rules for every RPC: timestamps as ``YYYY-MM-DDTHH:MM:SS.mmmZ``, nulls left unset,
+``options`` and ``changed.filter`` as Struct, enums by name. Fields missing from a document (left
+out by ``only``) stay unset; they are never filled with defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from google.protobuf import struct_pb2
+from spaceone.api.cost_analysis.v1 import job_pb2
+
+Document = Mapping[str, Any]
+
+_STRINGS = ("job_id", "error_code", "error_message", "domain_id", "workspace_id", "data_source_id")
+_INTS = ("total_tasks", "remained_tasks")
+_TIMES = ("created_at", "updated_at", "finished_at")
+_MINIMAL_STRINGS = ("job_id", "data_source_id", "workspace_id")
+_STATUS = job_pb2.JobInfo.Status.Value
+_RESOURCE_GROUP = job_pb2.JobInfo.ResourceGroup.Value
+
+
+def timestamp(moment: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ``: milliseconds truncated, UTC."""
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def _as_list(value: Any) -> list[Any]:
+    # An unwound row holds one element where the document holds a list.
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def job_info(doc: Document, minimal: bool = False) -> job_pb2.JobInfo:
+    """A stored job as ``JobInfo``; ``minimal`` keeps upstream's short form."""
+    info = job_pb2.JobInfo()
+    for name in _MINIMAL_STRINGS if minimal else _STRINGS:
+        value = doc.get(name)
+        if value is not None:
+            setattr(info, name, value)
+    for name in _INTS:
+        value = doc.get(name)
+        if value is not None:
+            setattr(info, name, value)
+    status = doc.get("status")
+    if status is not None:
+        info.status = _STATUS(status)
+    if minimal:
+        return info
+    resource_group = doc.get("resource_group")
+    if resource_group is not None:
+        info.resource_group = _RESOURCE_GROUP(resource_group)
+    options = doc.get("options")
+    if options is not None:
+        info.options.update(plain(options))
+    for name in _TIMES:
+        value = doc.get(name)
+        if value is not None:
+            setattr(info, name, timestamp(value))
+    for changed in _as_list(doc.get("changed")):
+        item = info.changed.add(start=changed.get("start") or "", end=changed.get("end") or "")
+        if changed.get("filter") is not None:
+            item.filter.update(plain(changed["filter"]))
+    for account in _as_list(doc.get("synced_accounts")):
+        info.synced_accounts.add(account_id=account.get("account_id") or "")
+    return info
+
+
+def jobs_info(docs: Iterable[Document], total_count: int, minimal: bool) -> job_pb2.JobsInfo:
+    """A page of jobs and the count before paging."""
+    return job_pb2.JobsInfo(
+        results=[job_info(doc, minimal) for doc in docs], total_count=total_count
+    )
+
+
+def plain(value: Any) -> Any:
+    """A stored value made JSON-like: datetimes as timestamps, ObjectIds as strings."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    if isinstance(value, datetime):
+        return timestamp(value)
+    if isinstance(value, ObjectId):
+        return str(value)
+    return value
+
+
+def struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
+    """A dict (stat results) as ``google.protobuf.Struct``."""
+    message = struct_pb2.Struct()
+    message.update(plain(value))
+    return message

@@ -1,0 +1,95 @@
+"""The Job servicer: protobuf in -> plain values -> service -> renderer -> protobuf out.
+
+Each method authenticates the caller, checks the method's permission, and hands plain values to
+the service; every failure leaves through :func:`spaceone_job.errors.abort`, the one error path.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import json_format, message, struct_pb2
+from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
+
+from spaceone_job import auth, errors
+from spaceone_job.api import render
+from spaceone_job.auth import Authenticator, Caller
+from spaceone_job.service import JobService
+
+Request = TypeVar("Request", bound=message.Message)
+Response = TypeVar("Response", bound=message.Message)
+Method = Callable[[Any, Request, Caller, float | None], Response]
+Handler = Callable[[Any, Request, grpc.ServicerContext], Response]
+
+# Without a client deadline grpcio reports a remaining time of years; treat that as none.
+_NO_DEADLINE_S = 10**6
+
+
+def remaining(context: grpc.ServicerContext) -> float | None:
+    """Seconds left before the client's deadline, or None when it set none."""
+    left = context.time_remaining()
+    return None if left is None or left > _NO_DEADLINE_S else max(float(left), 0.0)
+
+
+def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Request, Response]]:
+    """Authenticate, authorize ``permission``, run the method, map any failure to a status."""
+
+    def wrap(method: Method[Request, Response]) -> Handler[Request, Response]:
+        @functools.wraps(method)
+        def handler(self: JobServicer, request: Request, context: grpc.ServicerContext) -> Response:
+            try:
+                caller = self.authenticator.authenticate(dict(context.invocation_metadata()))
+                auth.authorize(caller, permission)
+                return method(self, request, caller, remaining(context))
+            except Exception as exc:
+                errors.abort(context, exc)
+
+        return handler
+
+    return wrap
+
+
+def as_dict(request: message.Message) -> dict[str, Any]:
+    """A request as upstream sees it: proto field names, unset fields left out."""
+    return json_format.MessageToDict(request, preserving_proto_field_name=True)
+
+
+class JobServicer(job_pb2_grpc.JobServicer):  # type: ignore[misc]
+    """``spaceone.api.cost_analysis.v1.Job``."""
+
+    def __init__(self, service: JobService, authenticator: Authenticator) -> None:
+        self.service = service
+        self.authenticator = authenticator
+
+    @rpc(auth.WRITE)
+    def cancel(
+        self, request: job_pb2.JobRequest, caller: Caller, timeout: float | None
+    ) -> job_pb2.JobInfo:
+        """Cancel a running job."""
+        return render.job_info(self.service.cancel(caller, request.job_id, timeout))
+
+    @rpc(auth.READ)
+    def get(
+        self, request: job_pb2.JobRequest, caller: Caller, timeout: float | None
+    ) -> job_pb2.JobInfo:
+        """One job."""
+        return render.job_info(self.service.get(caller, request.job_id, timeout))
+
+    @rpc(auth.READ)
+    def list(
+        self, request: job_pb2.JobQuery, caller: Caller, timeout: float | None
+    ) -> job_pb2.JobsInfo:
+        """A page of jobs and the total count."""
+        found = self.service.list(caller, as_dict(request), timeout)
+        return render.jobs_info(found.documents, found.total_count, found.minimal)
+
+    @rpc(auth.READ)
+    def stat(
+        self, request: job_pb2.JobStatQuery, caller: Caller, timeout: float | None
+    ) -> struct_pb2.Struct:
+        """Statistics over jobs."""
+        query = as_dict(request.query) if request.HasField("query") else None
+        return render.struct(self.service.stat(caller, query, timeout))

@@ -1,0 +1,114 @@
+"""The one place where errors are defined and put on the wire.
+
+Every failure the service reports is a :class:`ServiceError` carrying an ``ERROR_*`` code. The code
+decides the gRPC status (``STATUS_BY_CODE``); the details string is ``"<CODE>: <message>"``, which
+SpaceONE clients parse, and a ``google.rpc.Status`` with an ``ErrorInfo`` rides along for clients
+that read rich errors. Anything else that escapes is logged with an incident id and answered
+INTERNAL ``ERROR_UNKNOWN``; no traceback or internal text ever reaches the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+LOG = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "spaceone-job"
+
+_C = grpc.StatusCode
+STATUS_BY_CODE: Mapping[str, grpc.StatusCode] = {
+    "ERROR_REQUIRED_PARAMETER": _C.INVALID_ARGUMENT,
+    "ERROR_INVALID_PARAMETER": _C.INVALID_ARGUMENT,
+    "ERROR_INVALID_PARAMETER_TYPE": _C.INVALID_ARGUMENT,
+    "ERROR_OPERATOR_NOT_SUPPORTED": _C.INVALID_ARGUMENT,
+    "ERROR_OPERATOR_VALUE_TYPE": _C.INVALID_ARGUMENT,
+    "ERROR_OPERATOR_LIST_VALUE_TYPE": _C.INVALID_ARGUMENT,
+    "ERROR_OPERATOR_DICT_VALUE_TYPE": _C.INVALID_ARGUMENT,
+    "ERROR_OPERATOR_BOOLEAN_TYPE": _C.INVALID_ARGUMENT,
+    "ERROR_REQUIRED_X_DOMAIN_ID": _C.INVALID_ARGUMENT,
+    "ERROR_NOT_FOUND": _C.NOT_FOUND,
+    "ERROR_JOB_STATE": _C.FAILED_PRECONDITION,
+    "ERROR_AUTHENTICATE_FAILURE": _C.UNAUTHENTICATED,
+    "ERROR_PERMISSION_DENIED": _C.PERMISSION_DENIED,
+    "ERROR_TOO_MANY_REQUESTS": _C.RESOURCE_EXHAUSTED,
+    "ERROR_DB_UNAVAILABLE": _C.UNAVAILABLE,
+    "ERROR_REQUEST_TIMEOUT": _C.DEADLINE_EXCEEDED,
+    "ERROR_UNKNOWN": _C.INTERNAL,
+}
+
+
+class ServiceError(Exception):
+    """A failure with an ``ERROR_*`` code, a sentence, and the parameters that explain it.
+
+    The parameters are shown after the sentence as ``(key = value, ...)``, upstream's suffix, and
+    are repeated in the ``ErrorInfo`` metadata.
+    """
+
+    def __init__(self, code: str, sentence: str, **params: Any) -> None:
+        if code not in STATUS_BY_CODE:
+            raise ValueError(f"unknown error code {code}")
+        self.code = code
+        self.params = {key: str(value) for key, value in params.items()}
+        suffix = ", ".join(f"{key} = {value}" for key, value in self.params.items())
+        self.message = f"{sentence} ({suffix})" if suffix else sentence
+        super().__init__(f"{code}: {self.message}")
+
+    @property
+    def status_code(self) -> grpc.StatusCode:
+        """The gRPC status this error is answered with."""
+        return STATUS_BY_CODE[self.code]
+
+    @property
+    def details(self) -> str:
+        """The details string clients parse: ``"<CODE>: <message>"``."""
+        return f"{self.code}: {self.message}"
+
+    def to_status(self) -> grpc.Status:
+        """The gRPC status with a ``google.rpc.Status``/``ErrorInfo`` attached."""
+        info = error_details_pb2.ErrorInfo(
+            reason=self.code.removeprefix("ERROR_"), domain=ERROR_DOMAIN, metadata=self.params
+        )
+        detail = any_pb2.Any()
+        detail.Pack(info)
+        rich = status_pb2.Status(
+            code=self.status_code.value[0], message=self.details, details=[detail]
+        )
+        return rpc_status.to_status(rich)
+
+
+def required(key: str) -> ServiceError:
+    """A required parameter is missing or empty."""
+    return ServiceError("ERROR_REQUIRED_PARAMETER", "A required parameter is missing.", key=key)
+
+
+def invalid(key: str, reason: str) -> ServiceError:
+    """A parameter is present but its value is not acceptable."""
+    return ServiceError("ERROR_INVALID_PARAMETER", f"Invalid parameter: {reason}", key=key)
+
+
+def unexpected(exc: BaseException) -> ServiceError:
+    """Log an unexpected exception with its traceback and return what the caller may see."""
+    incident = uuid.uuid4().hex[:12]
+    LOG.error("incident %s: unexpected %s", incident, type(exc).__name__, exc_info=exc)
+    return ServiceError(
+        "ERROR_UNKNOWN", "An unexpected error occurred; quote the incident id.", incident=incident
+    )
+
+
+def as_service_error(exc: BaseException) -> ServiceError:
+    """The :class:`ServiceError` a caller is answered with for any exception."""
+    return exc if isinstance(exc, ServiceError) else unexpected(exc)
+
+
+def abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
+    """End the call with the status for ``exc``."""
+    context.abort_with_status(as_service_error(exc).to_status())
+    raise AssertionError("abort_with_status returned")  # pragma: no cover

@@ -1,0 +1,1 @@
+"""Pure compilers: requests to MongoDB filters and aggregation pipelines."""

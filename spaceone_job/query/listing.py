@@ -1,0 +1,212 @@
+"""``list`` requests -> a find plan (filter, sort, page, projection) or an aggregation pipeline.
+
+Pure functions: the request arrives as the dict form of ``spaceone.api.core.v2.Query`` plus the
+tenant-scope clauses, and leaves as a :class:`ListPlan` the service runs against the store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from spaceone_job.errors import ServiceError, invalid, required
+from spaceone_job.query import schema
+from spaceone_job.query.filters import Clause, Limits, combine, conditions
+from spaceone_job.query.schema import Kind
+
+# Upstream's minimal fields, plus workspace_id, which upstream renders but forgot to load.
+MINIMAL_FIELDS = (
+    "job_id",
+    "status",
+    "total_tasks",
+    "remained_tasks",
+    "data_source_id",
+    "workspace_id",
+    "created_at",
+)
+DEFAULT_SORT: tuple[tuple[str, int], ...] = (("created_at", -1), ("_id", -1))
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ListPlan:
+    """How to answer one ``list`` call."""
+
+    filter: Clause
+    sort: tuple[tuple[str, int], ...]
+    skip: int
+    limit: int
+    projection: dict[str, int] | None
+    minimal: bool
+    count_only: bool
+    # Pipeline mode (unwind / add_fields): the stages between the $match and the paging.
+    stages: tuple[Clause, ...] | None = None
+    unwind_path: str | None = None
+
+    def pipeline(self) -> list[Clause]:
+        """The full aggregation pipeline of pipeline mode."""
+        page: list[Clause] = [{"$skip": self.skip}] if self.skip else []
+        shape: list[Clause] = (
+            [{"$project": {"_id": 0, **self.projection}}] if self.projection else []
+        )
+        return [
+            {"$match": self.filter},
+            *(self.stages or ()),
+            {"$sort": dict(self.sort)},
+            *page,
+            {"$limit": self.limit},
+            *shape,
+        ]
+
+    def count_pipeline(self) -> list[Clause]:
+        """The pipeline that counts pipeline-mode rows before paging."""
+        return [{"$match": self.filter}, *(self.stages or ()), {"$count": "total_count"}]
+
+
+def page_window(page: Mapping[str, Any] | None, limits: Limits) -> tuple[int, int]:
+    """``(skip, limit)`` of a 1-based page; no limit means the configured cap."""
+    page = page or {}
+    start = max(int(page.get("start", 1) or 1), 1)
+    limit = int(page.get("limit", 0) or 0)
+    if limit > limits.max_page_limit:
+        raise invalid("page.limit", f"at most {limits.max_page_limit} rows per page.")
+    return start - 1, limit or limits.max_page_limit
+
+
+def _sort(
+    items: Sequence[Mapping[str, Any]], extra_names: Sequence[str]
+) -> tuple[tuple[str, int], ...]:
+    if not items:
+        return DEFAULT_SORT
+    keys: list[tuple[str, int]] = []
+    for i, item in enumerate(items):
+        key = item.get("key")
+        where = f"query.sort[{i}].key"
+        if not key:
+            raise required(where)
+        if key not in extra_names:
+            schema.lookup(key, where)
+        keys.append((key, -1 if item.get("desc") else 1))
+    return (*keys, ("_id", 1))
+
+
+def _projection(only: Sequence[str], minimal: bool) -> dict[str, int] | None:
+    paths = [*only, *(MINIMAL_FIELDS if minimal else ())]
+    if not paths:
+        return None
+    for i, path in enumerate(only):
+        schema.lookup(path, f"query.only[{i}]")
+    # MongoDB refuses a parent and its child in one projection; the parent covers the child.
+    kept = {p for p in paths if not any(p.startswith(q + ".") for q in paths)}
+    return dict.fromkeys(sorted(kept), 1)
+
+
+def _operand(value: Any, where: str) -> Any:
+    if isinstance(value, str) and value.startswith("$"):
+        schema.lookup(value[1:], where)
+        return value
+    if isinstance(value, dict):
+        return _expression(value, where)
+    return {"$literal": value}
+
+
+_EXPRESSION_OPERATORS = {
+    name: "$" + name for name in ("eq", "ne", "gt", "gte", "lt", "lte", "in", "and", "or", "not")
+}
+
+
+def _expression(spec: Mapping[str, Any], where: str) -> Clause:
+    if len(spec) != 1:
+        raise invalid(
+            where, "a condition is one operator such as {'__eq': ['$status', 'SUCCESS']}."
+        )
+    ((name, operands),) = spec.items()
+    mongo_op = _EXPRESSION_OPERATORS.get(name.removeprefix("__").removeprefix("$"))
+    if mongo_op is None:
+        raise ServiceError(
+            "ERROR_OPERATOR_NOT_SUPPORTED",
+            f"Operator {name!r} is not supported in add_fields; use"
+            f" {', '.join('__' + n for n in _EXPRESSION_OPERATORS)}.",
+            key=where,
+        )
+    if not isinstance(operands, list):
+        raise ServiceError(
+            "ERROR_OPERATOR_LIST_VALUE_TYPE", f"The operands of {name} are a list.", key=where
+        )
+    return {mongo_op: [_operand(v, f"{where}.{name}[{i}]") for i, v in enumerate(operands)]}
+
+
+def _field_value(value: Any, where: str) -> Any:
+    if isinstance(value, dict) and "if" in value:
+        unknown = set(value) - {"if", "then", "else"}
+        if unknown:
+            raise invalid(where, f"a conditional has if, then and else; not {sorted(unknown)}.")
+        if not isinstance(value["if"], dict):
+            raise invalid(f"{where}.if", "the condition is an object.")
+        return {
+            "$cond": {
+                "if": _expression(value["if"], f"{where}.if"),
+                "then": _field_value(value.get("then"), f"{where}.then"),
+                "else": _field_value(value.get("else"), f"{where}.else"),
+            }
+        }
+    return {"$literal": value}
+
+
+def add_fields_stage(spec: Mapping[str, Any]) -> Clause:
+    """``add_fields``: new named fields, each a literal or an ``{if, then, else}`` conditional."""
+    out: Clause = {}
+    for name, value in spec.items():
+        where = f"query.add_fields.{name}"
+        if not NAME.match(name) or name in schema.DOCUMENT_FIELDS:
+            raise invalid(where, "a new field name is a word that is not a job field.")
+        out[name] = _field_value(value, where)
+    return {"$addFields": out}
+
+
+def compile_list(
+    query: Mapping[str, Any],
+    scope: Sequence[Clause],
+    shortcuts: Sequence[Clause],
+    limits: Limits,
+    now: datetime,
+) -> ListPlan:
+    """A ``list`` request (dict form of ``Query``) -> the plan that answers it."""
+    if query.get("lookup") is not None:
+        raise invalid("query.lookup", "lookup (joins to other collections) is not supported.")
+    filter_ = combine(scope, query, limits, now, shortcuts)
+    skip, limit = page_window(query.get("page"), limits)
+    minimal = bool(query.get("minimal"))
+    only = query.get("only", [])
+    unwind = query.get("unwind")
+    add_fields = query.get("add_fields")
+    stages: list[Clause] = []
+    unwind_path = None
+    if unwind is not None:
+        unwind_path = unwind.get("path")
+        if not unwind_path:
+            raise required("query.unwind.path")
+        if schema.lookup(unwind_path, "query.unwind.path").kind is not Kind.ARRAY:
+            raise invalid("query.unwind.path", f"unwind takes {' or '.join(schema.ARRAY_FIELDS)}.")
+        stages.append({"$unwind": "$" + unwind_path})
+        unwound = conditions(unwind.get("filter", []), "query.unwind.filter", limits, now)
+        if unwound:
+            stages.append({"$match": {"$and": unwound}})
+    if add_fields:
+        stages.append(add_fields_stage(add_fields))
+    projection = _projection(only, minimal)
+    sort = _sort(query.get("sort", []), list(add_fields or ()))
+    return ListPlan(
+        filter=filter_,
+        sort=sort,
+        skip=skip,
+        limit=limit,
+        projection=projection,
+        minimal=minimal,
+        count_only=bool(query.get("count_only")),
+        stages=tuple(stages) if stages else None,
+        unwind_path=unwind_path,
+    )

@@ -1,0 +1,151 @@
+"""The field schema: every queryable field and sub-field of a job, with its type.
+
+It decides which keys a filter, sort, ``only``, ``unwind`` or stat stage may name, and how a
+value sent for that key is checked and converted. Nothing outside this table can reach the
+database as a field path.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from spaceone_job.errors import ServiceError
+from spaceone_job.store.model import RESOURCE_GROUPS, STATUSES
+
+
+class Kind(enum.Enum):
+    """How a field's values are typed."""
+
+    STRING = "string"
+    INT = "integer"
+    DATETIME = "datetime"
+    ANY = "free-form value"
+    OBJECT = "object"
+    ARRAY = "array of objects"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field path and what it holds."""
+
+    path: str
+    kind: Kind
+    choices: tuple[str, ...] = ()
+    # Inside a list of embedded documents (``changed.start``): Mongo matches any element.
+    in_array: bool = False
+
+
+_FIELDS: dict[str, Field] = {
+    f.path: f
+    for f in (
+        Field("job_id", Kind.STRING),
+        Field("status", Kind.STRING, STATUSES),
+        Field("options", Kind.OBJECT),
+        Field("error_code", Kind.STRING),
+        Field("error_message", Kind.STRING),
+        Field("total_tasks", Kind.INT),
+        Field("remained_tasks", Kind.INT),
+        Field("resource_group", Kind.STRING, RESOURCE_GROUPS),
+        Field("data_source_id", Kind.STRING),
+        Field("workspace_id", Kind.STRING),
+        Field("domain_id", Kind.STRING),
+        Field("changed", Kind.ARRAY),
+        Field("changed.start", Kind.STRING, in_array=True),
+        Field("changed.end", Kind.STRING, in_array=True),
+        Field("changed.filter", Kind.OBJECT, in_array=True),
+        Field("synced_accounts", Kind.ARRAY),
+        Field("synced_accounts.account_id", Kind.STRING, in_array=True),
+        Field("created_at", Kind.DATETIME),
+        Field("updated_at", Kind.DATETIME),
+        Field("finished_at", Kind.DATETIME),
+    )
+}
+
+# Free-form dictionaries: any sub-path below them is a field of kind ANY.
+_OPEN_OBJECTS = ("options", "changed.filter")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,99}$")
+
+DOCUMENT_FIELDS: tuple[str, ...] = tuple(path for path in _FIELDS if "." not in path)
+DATETIME_FIELDS: frozenset[str] = frozenset(
+    path for path, f in _FIELDS.items() if f.kind is Kind.DATETIME
+)
+ARRAY_FIELDS: tuple[str, ...] = tuple(p for p, f in _FIELDS.items() if f.kind is Kind.ARRAY)
+
+
+def unknown_field(key: str, where: str) -> ServiceError:
+    """The error for a field path the schema does not know."""
+    return ServiceError(
+        "ERROR_INVALID_PARAMETER",
+        f"Unknown field {key!r}: use a job field, options.*, changed.start|end|filter.*"
+        " or synced_accounts.account_id.",
+        key=where,
+    )
+
+
+def lookup(path: str, where: str) -> Field:
+    """The field at ``path``; ``where`` names the request part for the error."""
+    known = _FIELDS.get(path)
+    if known is not None:
+        return known
+    for root in _OPEN_OBJECTS:
+        rest = path.removeprefix(root + ".")
+        if rest != path and all(_SEGMENT.match(segment) for segment in rest.split(".")):
+            return Field(path, Kind.ANY, in_array=_FIELDS[root].in_array)
+    raise unknown_field(path, where)
+
+
+def sub_field(array: Field, sub_path: str, where: str) -> Field:
+    """A field inside the documents of an array field (``start`` of ``changed``)."""
+    return lookup(f"{array.path}.{sub_path}", where)
+
+
+def type_error(f: Field, value: Any, where: str) -> ServiceError:
+    """The error for a value of the wrong type for ``f``."""
+    return ServiceError(
+        "ERROR_INVALID_PARAMETER_TYPE",
+        f"{f.path} holds {f.kind.value} values; {value!r} is not one.",
+        key=where,
+    )
+
+
+def parse_datetime(text: str) -> datetime:
+    """An ISO 8601 date or date-time as naive UTC; raises ValueError when it is not one."""
+    parsed = datetime.fromisoformat(text.strip())
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def coerce(f: Field, value: Any, where: str) -> Any:
+    """``value`` checked and converted for comparing with field ``f``; None stays None (null)."""
+    if value is None or f.kind in (Kind.ANY, Kind.OBJECT, Kind.ARRAY):
+        return value
+    if f.kind is Kind.STRING:
+        if not isinstance(value, str):
+            raise type_error(f, value, where)
+        if f.choices and value not in f.choices:
+            raise ServiceError(
+                "ERROR_INVALID_PARAMETER",
+                f"{f.path} is one of {', '.join(f.choices)}; {value!r} is not.",
+                key=where,
+            )
+        return value
+    if f.kind is Kind.INT:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise type_error(f, value, where)
+        # Compared as numbers: 2.5 stays 2.5 so that "gt 2.5" matches 3 and not 2.
+        return int(value) if float(value).is_integer() else float(value)
+    if not isinstance(value, str):
+        raise type_error(f, value, where)
+    try:
+        return parse_datetime(value)
+    except ValueError as exc:
+        raise ServiceError(
+            "ERROR_INVALID_PARAMETER_TYPE",
+            f"{f.path} needs an ISO 8601 date-time such as 2024-05-01T13:00:00Z; got {value!r}.",
+            key=where,
+        ) from exc

@@ -1,0 +1,453 @@
+"""``stat`` requests -> one MongoDB aggregation pipeline. Pure functions, one per stage/operator.
+
+The request is the dict form of ``spaceone.api.core.v2.StatisticsQuery``. The compiler tracks
+which names exist at each stage: the job's fields until the first ``group``/``project``/``count``,
+then the names earlier stages produced; group keys live under ``_id`` until a ``project`` with
+``exclude_keys`` lifts them out, exactly as upstream. Every caller-supplied name is checked
+against that, every literal goes in ``$literal``, and the only operators are the ones written here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from spaceone_job.errors import ServiceError, invalid, required
+from spaceone_job.query import schema
+from spaceone_job.query.filters import Clause, Limits, combine, conditions
+from spaceone_job.query.listing import NAME, page_window
+from spaceone_job.query.schema import Kind
+
+_DATE_PARTS = {"year": "$year", "month": "$month", "day": "$dayOfMonth"}
+_DATE_FORMAT = re.compile(r"^(?:[^%]|%[YmdHMSLjwUGVuzZ%])*$")
+_CONDITION_OPERATORS = {
+    "eq": "$eq",
+    "not": "$ne",
+    "gt": "$gt",
+    "gte": "$gte",
+    "lt": "$lt",
+    "lte": "$lte",
+}
+
+
+@dataclass
+class Names:
+    """What a stage may refer to. ``kinds`` is None while the documents are still jobs."""
+
+    kinds: dict[str, Kind] | None = None
+    group_keys: set[str] = field(default_factory=set)
+    unwound: set[str] = field(default_factory=set)
+
+    def ref(self, key: Any, where: str) -> tuple[str, Kind]:
+        """``$path`` for ``key`` at this stage, and the kind of value it holds."""
+        if not isinstance(key, str) or not key:
+            raise required(where)
+        if self.kinds is None:
+            f = schema.lookup(key, where)
+            kind = f.kind
+            if f.in_array and not any(key.startswith(p + ".") for p in self.unwound):
+                kind = Kind.ARRAY
+            if key in self.unwound:
+                kind = Kind.OBJECT
+            return "$" + key, kind
+        head, _, rest = key.partition(".")
+        if head not in self.kinds or (rest and not all(NAME.match(s) for s in rest.split("."))):
+            known = ", ".join(sorted(self.kinds)) or "none"
+            raise invalid(where, f"{key!r} is not a name produced by an earlier stage ({known}).")
+        prefix = "$_id." if head in self.group_keys else "$"
+        return prefix + key, Kind.ANY if rest else self.kinds[head]
+
+
+@dataclass(frozen=True)
+class StatPlan:
+    """The pipelines that answer one ``stat`` call and how to shape their rows."""
+
+    pipeline: list[Clause]
+    count_pipeline: list[Clause] | None
+    distinct: bool
+
+    def shape(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Rows as results: distinct values, or rows with the group keys lifted out of ``_id``."""
+        if self.distinct:
+            return [row["_id"] for row in rows]
+        return [_flatten(row) for row in rows]
+
+
+def _flatten(row: Mapping[str, Any]) -> dict[str, Any]:
+    out = {key: value for key, value in row.items() if key != "_id"}
+    key = row.get("_id")
+    if isinstance(key, Mapping):
+        out.update(key)
+    elif key is not None:
+        out["_id"] = key
+    return out
+
+
+def _pick(raw: Mapping[str, Any], long: str, short: str) -> Any:
+    return raw[long] if long in raw else raw.get(short)
+
+
+def _name(raw: Mapping[str, Any], where: str, taken: set[str]) -> str:
+    name = _pick(raw, "name", "n")
+    if not name:
+        raise required(f"{where}.name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise invalid(f"{where}.name", f"{name!r} is not a safe name (letters, digits, _).")
+    if name in taken:
+        raise invalid(f"{where}.name", f"{name!r} is used twice in this stage.")
+    taken.add(name)
+    return name
+
+
+def _literal(value: Any) -> Clause:
+    return {"$literal": value}
+
+
+def _condition(raw: Mapping[str, Any], names: Names, where: str) -> Clause:
+    path, kind = names.ref(_pick(raw, "key", "k"), f"{where}.key")
+    operator = _pick(raw, "operator", "o")
+    mongo_op = _CONDITION_OPERATORS.get(operator or "")
+    if mongo_op is None:
+        raise ServiceError(
+            "ERROR_OPERATOR_NOT_SUPPORTED",
+            f"Condition operator {operator!r} is not supported; use"
+            f" {', '.join(_CONDITION_OPERATORS)}.",
+            key=f"{where}.operator",
+        )
+    value = _pick(raw, "value", "v")
+    if value is None:
+        raise required(f"{where}.value")
+    if isinstance(value, list | dict):
+        raise ServiceError(
+            "ERROR_OPERATOR_VALUE_TYPE",
+            "A condition compares with one value.",
+            key=f"{where}.value",
+        )
+    if names.kinds is None and kind in (Kind.STRING, Kind.INT, Kind.DATETIME):
+        value = schema.coerce(schema.Field(path[1:], kind), value, f"{where}.value")
+    return {mongo_op: [path, _literal(value)]}
+
+
+def _when(raw: Mapping[str, Any], names: Names, where: str) -> Clause | None:
+    items = raw.get("conditions") or []
+    if not items:
+        return None
+    return {"$and": [_condition(c, names, f"{where}.conditions[{i}]") for i, c in enumerate(items)]}
+
+
+GroupBuild = Callable[[Mapping[str, Any], Names, str], tuple[Clause, Kind]]
+
+
+def _keyed(raw: Mapping[str, Any], names: Names, where: str) -> tuple[str, Kind]:
+    return names.ref(_pick(raw, "key", "k"), f"{where}.key")
+
+
+def _no_conditions(raw: Mapping[str, Any], where: str, operator: str) -> None:
+    if raw.get("conditions"):
+        raise invalid(f"{where}.conditions", f"the {operator} operator takes no conditions.")
+
+
+def _count(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Clause, Kind]:
+    when = _when(raw, names, where)
+    return {"$sum": 1 if when is None else {"$cond": [when, 1, 0]}}, Kind.INT
+
+
+def _sum(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Clause, Kind]:
+    path, _ = _keyed(raw, names, where)
+    when = _when(raw, names, where)
+    return {"$sum": path if when is None else {"$cond": [when, path, 0]}}, Kind.ANY
+
+
+def _average(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Clause, Kind]:
+    path, _ = _keyed(raw, names, where)
+    when = _when(raw, names, where)
+    # $avg skips nulls, so documents that fail the conditions are left out of the average.
+    return {"$avg": path if when is None else {"$cond": [when, path, None]}}, Kind.ANY
+
+
+def _accumulate(mongo_op: str, result: Kind | None) -> GroupBuild:
+    def build(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Clause, Kind]:
+        _no_conditions(raw, where, mongo_op[1:])
+        path, kind = _keyed(raw, names, where)
+        return {mongo_op: path}, kind if result is None else result
+
+    return build
+
+
+def _push(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Clause, Kind]:
+    _no_conditions(raw, where, "push")
+    sub_fields = raw.get("fields") or []
+    if not sub_fields:
+        if not _pick(raw, "key", "k"):
+            raise required(f"{where}.key")
+        path, _ = _keyed(raw, names, where)
+        return {"$push": path}, Kind.ARRAY
+    taken: set[str] = set()
+    item: Clause = {}
+    for i, sub in enumerate(sub_fields):
+        sub_where = f"{where}.fields[{i}]"
+        item[_name(sub, sub_where, taken)] = names.ref(_pick(sub, "key", "k"), f"{sub_where}.key")[
+            0
+        ]
+    return {"$push": item}, Kind.ARRAY
+
+
+GROUP_OPERATORS: Mapping[str, GroupBuild] = {
+    "count": _count,
+    "sum": _sum,
+    "average": _average,
+    "max": _accumulate("$max", None),
+    "min": _accumulate("$min", None),
+    "first": _accumulate("$first", None),
+    "last": _accumulate("$last", None),
+    "push": _push,
+    "add_to_set": _accumulate("$addToSet", Kind.ARRAY),
+    "merge_objects": _accumulate("$mergeObjects", Kind.OBJECT),
+}
+
+
+def _group_key(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Any, Kind]:
+    path, kind = names.ref(_pick(raw, "key", "k"), f"{where}.key")
+    date_format = raw.get("date_format")
+    if not date_format:
+        return path, kind
+    if kind not in (Kind.DATETIME, Kind.ANY):
+        raise invalid(f"{where}.date_format", f"{path[1:]} does not hold dates.")
+    if date_format in _DATE_PARTS:
+        return {_DATE_PARTS[date_format]: path}, Kind.INT
+    if not isinstance(date_format, str) or not _DATE_FORMAT.match(date_format):
+        raise invalid(
+            f"{where}.date_format",
+            "use year, month, day or a format of %Y %m %d %H %M %S %L %j %w %U %G %V %u %z %Z.",
+        )
+    return {"$dateToString": {"format": date_format, "date": path}}, Kind.STRING
+
+
+def _group(spec: Mapping[str, Any], names: Names, where: str) -> Clause:
+    keys = spec.get("keys") or []
+    fields = spec.get("fields") or []
+    if not keys and not fields:
+        raise required(f"{where}.keys || {where}.fields")
+    taken: set[str] = set()
+    key_rules: Clause = {}
+    kinds: dict[str, Kind] = {}
+    for i, raw in enumerate(keys):
+        key_where = f"{where}.keys[{i}]"
+        name = _name(raw, key_where, taken)
+        key_rules[name], kinds[name] = _group_key(raw, names, key_where)
+    stage: Clause = {"_id": key_rules or None}
+    for i, raw in enumerate(fields):
+        field_where = f"{where}.fields[{i}]"
+        name = _name(raw, field_where, taken)
+        operator = _pick(raw, "operator", "o")
+        build = GROUP_OPERATORS.get(operator or "")
+        if build is None:
+            raise ServiceError(
+                "ERROR_OPERATOR_NOT_SUPPORTED",
+                f"Group operator {operator!r} is not supported; use {', '.join(GROUP_OPERATORS)}.",
+                key=f"{field_where}.operator",
+            )
+        stage[name], kinds[name] = build(raw, names, field_where)
+    names.kinds = kinds
+    names.group_keys = set(key_rules)
+    names.unwound = set()
+    return {"$group": stage}
+
+
+ProjectBuild = Callable[[str, Kind, str], tuple[Any, Kind]]
+
+
+def _size(path: str, kind: Kind, where: str) -> tuple[Any, Kind]:
+    if kind not in (Kind.ARRAY, Kind.ANY):
+        raise invalid(where, f"size counts the items of an array; {path[1:]} is not one.")
+    return {"$size": {"$ifNull": [path, []]}}, Kind.INT
+
+
+PROJECT_OPERATORS: Mapping[str, ProjectBuild] = {
+    "size": _size,
+    "sum": lambda path, kind, where: ({"$sum": path}, Kind.ANY),
+    "array_to_object": lambda path, kind, where: ({"$arrayToObject": path}, Kind.OBJECT),
+    "object_to_array": lambda path, kind, where: ({"$objectToArray": path}, Kind.ARRAY),
+}
+_NEEDS_FIELDS = ("add", "subtract", "multiply", "divide")
+
+
+def _project(spec: Mapping[str, Any], names: Names, where: str) -> Clause:
+    fields = spec.get("fields") or []
+    if not fields:
+        raise required(f"{where}.fields")
+    taken: set[str] = set()
+    stage: Clause = {}
+    kinds: dict[str, Kind] = {}
+    for i, raw in enumerate(fields):
+        field_where = f"{where}.fields[{i}]"
+        name = _name(raw, field_where, taken)
+        path, kind = names.ref(_pick(raw, "key", "k"), f"{field_where}.key")
+        operator = _pick(raw, "operator", "o")
+        if not operator:
+            stage[name], kinds[name] = path, kind
+            continue
+        build = PROJECT_OPERATORS.get(operator)
+        if build is None:
+            hint = (
+                " (it needs a fields list, which this API cannot carry)"
+                if operator in _NEEDS_FIELDS
+                else ""
+            )
+            raise ServiceError(
+                "ERROR_OPERATOR_NOT_SUPPORTED",
+                f"Project operator {operator!r} is not supported{hint}; use"
+                f" {', '.join(PROJECT_OPERATORS)}.",
+                key=f"{field_where}.operator",
+            )
+        stage[name], kinds[name] = build(path, kind, f"{field_where}.key")
+    if spec.get("exclude_keys"):
+        stage["_id"] = 0
+        names.group_keys = set()
+    else:
+        kept = names.kinds or {}
+        kinds.update({k: kept[k] for k in names.group_keys if k not in kinds})
+    names.kinds = kinds
+    names.unwound = set()
+    return {"$project": stage}
+
+
+def _unwind(spec: Mapping[str, Any], names: Names, where: str, ctx: _Context) -> list[Clause]:
+    path, kind = names.ref(spec.get("path"), f"{where}.path")
+    if kind not in (Kind.ARRAY, Kind.ANY):
+        raise invalid(f"{where}.path", f"unwind takes an array; {path[1:]} is not one.")
+    stages: list[Clause] = [{"$unwind": path}]
+    filters = spec.get("filter") or []
+    if filters:
+        if names.kinds is not None:
+            raise invalid(f"{where}.filter", "an unwind filter applies before any group/project.")
+        stages.append(
+            {"$match": {"$and": conditions(filters, f"{where}.filter", ctx.limits, ctx.now)}}
+        )
+    if names.kinds is None:
+        names.unwound.add(path[1:])
+    return stages
+
+
+def _count_stage(spec: Mapping[str, Any], names: Names, where: str) -> Clause:
+    name = _name(spec, where, set())
+    names.kinds = {name: Kind.INT}
+    names.group_keys = set()
+    return {"$count": name}
+
+
+def _sort(items: Any, names: Names, where: str) -> Clause:
+    if not isinstance(items, list) or not items:
+        raise invalid(where, "sort is a non-empty list of {key, desc}.")
+    order: Clause = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise invalid(f"{where}[{i}]", "a sort item is {key, desc}.")
+        path, _ = names.ref(_pick(item, "key", "k"), f"{where}[{i}].key")
+        order[path[1:]] = -1 if item.get("desc") else 1
+    return {"$sort": order}
+
+
+@dataclass(frozen=True)
+class _Context:
+    limits: Limits
+    now: datetime
+
+
+StageBuild = Callable[[Any, Names, str, _Context], list[Clause]]
+
+
+def _object_stage(build: Callable[[Mapping[str, Any], Names, str], Clause]) -> StageBuild:
+    def stage(spec: Any, names: Names, where: str, ctx: _Context) -> list[Clause]:
+        if not isinstance(spec, Mapping):
+            raise invalid(where, "this stage is an object.")
+        return [build(spec, names, where)]
+
+    return stage
+
+
+def _unwind_stage(spec: Any, names: Names, where: str, ctx: _Context) -> list[Clause]:
+    if not isinstance(spec, Mapping):
+        raise invalid(where, "unwind is an object.")
+    return _unwind(spec, names, where, ctx)
+
+
+def _bounded(name: str, low: int) -> StageBuild:
+    def stage(value: Any, names: Names, where: str, ctx: _Context) -> list[Clause]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise invalid(where, f"{name} is a whole number of at least {low}.")
+        return [{"$" + name: value}]
+
+    return stage
+
+
+STAGES: Mapping[str, StageBuild] = {
+    "unwind": _unwind_stage,
+    "group": _object_stage(_group),
+    "count": _object_stage(_count_stage),
+    "sort": lambda spec, names, where, ctx: [_sort(spec, names, where)],
+    "project": _object_stage(_project),
+    "limit": _bounded("limit", 1),
+    "skip": _bounded("skip", 0),
+}
+
+
+def _stage(raw: Mapping[str, Any], names: Names, where: str, ctx: _Context) -> list[Clause]:
+    present = [name for name in STAGES if name in raw]
+    if len(present) != 1:
+        raise invalid(where, f"a stage sets exactly one of {', '.join(STAGES)}.")
+    (kind,) = present
+    return STAGES[kind](raw[kind], names, f"{where}.{kind}", ctx)
+
+
+def _paged(
+    head: list[Clause], page: Mapping[str, Any] | None, limits: Limits
+) -> tuple[list[Clause], list[Clause] | None]:
+    if not (page or {}).get("limit"):
+        return head, None
+    skip, limit = page_window(page, limits)
+    window = ([{"$skip": skip}] if skip else []) + [{"$limit": limit}]
+    return head + window, head + [{"$count": "total_count"}]
+
+
+def _distinct(key: Any, match: Clause, query: Mapping[str, Any], limits: Limits) -> StatPlan:
+    names = Names()
+    path, kind = names.ref(key, "query.distinct")
+    if kind is Kind.OBJECT:
+        raise invalid("query.distinct", f"{path[1:]} holds objects; name a field inside it.")
+    head: list[Clause] = [{"$match": match}]
+    array = next((a for a in schema.ARRAY_FIELDS if path[1:].startswith(a + ".")), None)
+    if array is not None:
+        head.append({"$unwind": "$" + array})
+    head += [
+        {"$match": {path[1:]: {"$ne": None}}},
+        {"$group": {"_id": path}},
+        {"$sort": {"_id": 1}},
+    ]
+    pipeline, count = _paged(head, query.get("page"), limits)
+    return StatPlan(pipeline, count, distinct=True)
+
+
+def compile_stat(
+    query: Mapping[str, Any], scope: Sequence[Clause], limits: Limits, now: datetime
+) -> StatPlan:
+    """A ``stat`` request (dict form of ``StatisticsQuery``) -> the plan that answers it."""
+    aggregate = query.get("aggregate") or []
+    distinct = query.get("distinct")
+    if not aggregate and not distinct:
+        raise required("aggregate")
+    match = combine(scope, query, limits, now)
+    if not aggregate:
+        return _distinct(distinct, match, query, limits)
+    if len(aggregate) > limits.max_stat_stages:
+        raise invalid("query.aggregate", f"at most {limits.max_stat_stages} stages.")
+    ctx = _Context(limits, now)
+    names = Names()
+    stages: list[Clause] = [{"$match": match}]
+    for i, raw in enumerate(aggregate):
+        stages += _stage(raw, names, f"query.aggregate[{i}]", ctx)
+    pipeline, count = _paged(stages, query.get("page"), limits)
+    return StatPlan(pipeline, count, distinct=False)

@@ -1,0 +1,185 @@
+"""The Job API's rules: tenant scope, the cancel state machine, validation order.
+
+Requests arrive as plain values (the servicer has already turned protobuf into dicts and
+authenticated the caller); answers leave as stored documents or plain dicts for the renderer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from spaceone_job.auth import Caller
+from spaceone_job.errors import ServiceError, invalid, required
+from spaceone_job.query import stat as stat_compiler
+from spaceone_job.query.filters import Clause, Limits
+from spaceone_job.query.listing import ListPlan, compile_list
+from spaceone_job.store.store import Document, JobStore
+
+Clock = Callable[[], datetime]
+DOMAIN_LEVEL = "*"
+
+
+def utcnow() -> datetime:
+    """The current time as naive UTC, as stored."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def read_scope(caller: Caller) -> list[Clause]:
+    """What a caller may read: the domain, narrowed to ``[wid, "*"]`` for workspace callers."""
+    scope: list[Clause] = [{"domain_id": caller.domain_id}]
+    if caller.workspace_scoped:
+        scope.append({"workspace_id": {"$in": [caller.workspace_id, DOMAIN_LEVEL]}})
+    return scope
+
+
+def _and(clauses: Sequence[Clause]) -> Clause:
+    return {"$and": list(clauses)}
+
+
+@dataclass(frozen=True)
+class ListResult:
+    """One page of jobs, the count before paging, and how to render them."""
+
+    documents: list[Document]
+    total_count: int
+    minimal: bool
+
+
+class JobService:
+    """get / cancel / list / stat for an authenticated caller."""
+
+    def __init__(
+        self, store: JobStore, limits: Limits, query_timeout_ms: int, clock: Clock = utcnow
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.query_timeout_ms = query_timeout_ms
+        self.clock = clock
+
+    def _max_time_ms(self, timeout: float | None) -> int:
+        if timeout is None:
+            return self.query_timeout_ms
+        return max(1, min(self.query_timeout_ms, int(timeout * 1000)))
+
+    @staticmethod
+    def _job_id(job_id: str) -> str:
+        job_id = job_id.strip()
+        if not job_id:
+            raise required("job_id")
+        if len(job_id) > 40:
+            raise invalid("job_id", "a job id is at most 40 characters.")
+        return job_id
+
+    def _find(self, caller: Caller, job_id: str, timeout: float | None) -> Document:
+        doc = self.store.find_one(_and([*read_scope(caller), {"job_id": job_id}]), timeout=timeout)
+        if doc is None:
+            raise ServiceError(
+                "ERROR_NOT_FOUND", "The job does not exist or is out of reach.", job_id=job_id
+            )
+        return doc
+
+    def get(self, caller: Caller, job_id: str, timeout: float | None = None) -> Document:
+        """One job the caller may read."""
+        return self._find(caller, self._job_id(job_id), timeout)
+
+    def cancel(self, caller: Caller, job_id: str, timeout: float | None = None) -> Document:
+        """IN_PROGRESS -> CANCELED in one conditional write; CANCELED stays as it is (idempotent)."""
+        job_id = self._job_id(job_id)
+        target: Clause = {"domain_id": caller.domain_id, "job_id": job_id, "status": "IN_PROGRESS"}
+        if caller.workspace_scoped:
+            target["workspace_id"] = caller.workspace_id
+        now = self.clock()
+        changed = self.store.update_one(
+            target,
+            {"$set": {"status": "CANCELED", "finished_at": now, "updated_at": now}},
+            timeout=timeout,
+        )
+        if changed is not None:
+            return changed
+        current = self._find(caller, job_id, timeout)
+        if caller.workspace_scoped and current.get("workspace_id") != caller.workspace_id:
+            raise ServiceError(
+                "ERROR_PERMISSION_DENIED",
+                "Only a domain admin can cancel a domain-level job.",
+                job_id=job_id,
+            )
+        if current.get("status") == "CANCELED":
+            return current
+        raise ServiceError(
+            "ERROR_JOB_STATE",
+            "Only an IN_PROGRESS job can be canceled.",
+            job_state=current.get("status"),
+        )
+
+    def list(
+        self, caller: Caller, request: Mapping[str, Any], timeout: float | None = None
+    ) -> ListResult:
+        """Jobs matching the request's shortcut fields and query, within the caller's scope."""
+        plan = compile_list(
+            request.get("query") or {},
+            read_scope(caller),
+            self._shortcuts(caller, request),
+            self.limits,
+            self.clock(),
+        )
+        max_time_ms = self._max_time_ms(timeout)
+        if plan.stages is not None:
+            return self._list_pipeline(plan, max_time_ms, timeout)
+        total = self.store.count(plan.filter, max_time_ms=max_time_ms, timeout=timeout)
+        docs: list[Document] = []
+        if not plan.count_only and plan.skip < total:
+            docs = self.store.find(
+                plan.filter,
+                projection=plan.projection,
+                sort=plan.sort,
+                skip=plan.skip,
+                limit=plan.limit,
+                max_time_ms=max_time_ms,
+                timeout=timeout,
+            )
+        return ListResult(docs, total, plan.minimal)
+
+    def _list_pipeline(self, plan: ListPlan, max_time_ms: int, timeout: float | None) -> ListResult:
+        counted = self.store.aggregate(
+            plan.count_pipeline(), max_time_ms=max_time_ms, timeout=timeout
+        )
+        total = int(counted[0]["total_count"]) if counted else 0
+        docs: list[Document] = []
+        if not plan.count_only and plan.skip < total:
+            docs = self.store.aggregate(plan.pipeline(), max_time_ms=max_time_ms, timeout=timeout)
+        return ListResult(docs, total, plan.minimal)
+
+    @staticmethod
+    def _shortcuts(caller: Caller, request: Mapping[str, Any]) -> list[Clause]:
+        clauses: list[Clause] = [
+            {name: request[name]}
+            for name in ("job_id", "status", "data_source_id")
+            if request.get(name)
+        ]
+        workspace_id = request.get("workspace_id")
+        # A workspace caller's scope already fixes the workspace; upstream ignores theirs too.
+        if workspace_id and not caller.workspace_scoped:
+            clauses.append({"workspace_id": {"$in": [workspace_id, DOMAIN_LEVEL]}})
+        return clauses
+
+    def stat(
+        self, caller: Caller, query: Mapping[str, Any] | None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Statistics over the caller's jobs, computed in the database."""
+        if query is None:
+            raise required("query")
+        plan = stat_compiler.compile_stat(query, read_scope(caller), self.limits, self.clock())
+        max_time_ms = self._max_time_ms(timeout)
+        result: dict[str, Any] = {
+            "results": self.store.aggregate(plan.pipeline, max_time_ms=max_time_ms, timeout=timeout)
+        }
+        if plan.count_pipeline is not None:
+            counted = self.store.aggregate(
+                plan.count_pipeline, max_time_ms=max_time_ms, timeout=timeout
+            )
+            result["total_count"] = int(counted[0]["total_count"]) if counted else 0
+        result["results"] = plan.shape(result["results"])
+        return result

@@ -1,0 +1,1 @@
+"""The MongoEngine model and the store: the only code that touches MongoDB."""

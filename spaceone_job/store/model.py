@@ -1,0 +1,110 @@
+"""The MongoEngine ``Job`` document: upstream's fields, names, lengths, choices and defaults.
+
+Database ``cost-analysis``, collection ``job``, same field names as upstream, so an existing
+upstream database is served as it is. Indexes are led by ``domain_id`` because every query the
+service runs is scoped to one domain.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, ClassVar
+
+from mongoengine import (
+    ValidationError,
+    DateTimeField,
+    DictField,
+    Document,
+    EmbeddedDocument,
+    EmbeddedDocumentField,
+    IntField,
+    ListField,
+    StringField,
+)
+
+STATUSES = ("IN_PROGRESS", "SUCCESS", "FAILURE", "TIMEOUT", "CANCELED")
+RESOURCE_GROUPS = ("DOMAIN", "WORKSPACE")
+
+
+def new_job_id() -> str:
+    """``job-`` followed by 12 lowercase hex characters."""
+    return "job-" + secrets.token_hex(6)
+
+
+class Changed(EmbeddedDocument):  # type: ignore[misc]
+    """A month range whose cost data the job replaced."""
+
+    start = StringField(max_length=7, required=True)
+    end = StringField(max_length=7, default=None, null=True)
+    filter = DictField(default=dict)
+
+
+class SyncedAccount(EmbeddedDocument):  # type: ignore[misc]
+    """An account whose cost data the job collected."""
+
+    account_id = StringField(max_length=100, required=True)
+
+
+class Job(Document):  # type: ignore[misc]
+    """One run of collecting cost data through a data source's plugin."""
+
+    job_id = StringField(max_length=40, unique=True, default=new_job_id)
+    status = StringField(max_length=20, default="IN_PROGRESS", choices=STATUSES)
+    options = DictField(default=dict)
+    error_code = StringField(max_length=254, default=None, null=True)
+    error_message = StringField(default=None, null=True)
+    total_tasks = IntField(default=0)
+    remained_tasks = IntField(default=0)
+    resource_group = StringField(max_length=40, choices=RESOURCE_GROUPS, null=True)
+    data_source_id = StringField(max_length=40, required=True)
+    workspace_id = StringField(max_length=40, default=None, null=True)
+    domain_id = StringField(max_length=40, required=True)
+    changed = ListField(EmbeddedDocumentField(Changed), default=list)
+    synced_accounts = ListField(EmbeddedDocumentField(SyncedAccount), default=list, null=True)
+    created_at = DateTimeField(required=True)
+    updated_at = DateTimeField(required=True)
+    finished_at = DateTimeField(default=None, null=True)
+
+    meta: ClassVar[dict[str, Any]] = {
+        "collection": "job",
+        "db_alias": "default",
+        "ordering": ["-created_at"],
+        "auto_create_index": False,
+        "indexes": [
+            {"fields": ["domain_id", "-created_at"], "name": "domain_created"},
+            {"fields": ["domain_id", "workspace_id", "-created_at"], "name": "domain_workspace"},
+            {"fields": ["domain_id", "data_source_id", "-created_at"], "name": "domain_source"},
+            {"fields": ["domain_id", "status", "-created_at"], "name": "domain_status"},
+            {"fields": ["status", "updated_at"], "name": "status_updated"},
+        ],
+    }
+
+
+class InvalidJob(ValueError):
+    """A job document that breaks the model's rules (missing field, bad choice, too long)."""
+
+
+def _strip(value: Any) -> Any:
+    # Upstream trims every string it stores, dict keys and values included.
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, dict):
+        return {_strip(key): _strip(item) for key, item in value.items()}
+    return value
+
+
+def new_document(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` validated against the model, defaults filled, as the dict MongoDB stores."""
+    known = {key: _strip(value) for key, value in data.items() if key in Job._fields}
+    unknown = sorted(set(data) - set(Job._fields))
+    if unknown:
+        raise InvalidJob(f"unknown fields {unknown}")
+    try:
+        job = Job(**known)
+        job.validate()
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise InvalidJob(str(exc)) from exc
+    stored: dict[str, Any] = job.to_mongo().to_dict()
+    for name in ("error_code", "error_message", "workspace_id", "finished_at"):
+        stored.setdefault(name, None)
+    return stored

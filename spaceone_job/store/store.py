@@ -1,0 +1,211 @@
+"""The job store: connection, queries, atomic conditional updates, database errors -> ours.
+
+The only module (with :mod:`.model`) that imports MongoEngine or pymongo. Every call takes the
+time the caller still has (``timeout`` seconds) and runs under it; queries also carry the
+server-side ``maxTimeMS`` limit. Database failures become ``ERROR_DB_UNAVAILABLE`` or
+``ERROR_REQUEST_TIMEOUT``; nothing else leaks from the driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import mongoengine
+import mongomock
+import pymongo
+from mongoengine.connection import get_db
+from pymongo import ReturnDocument
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout, PyMongoError
+
+from spaceone_job.errors import ServiceError
+from spaceone_job.store.model import Job
+
+Document = dict[str, Any]
+EMBEDDED_DESCRIPTION = "embedded, in-memory, development only"
+
+
+class DuplicateJobId(Exception):
+    """An insert met a ``job_id`` that is already stored."""
+
+
+def _db_unavailable() -> ServiceError:
+    return ServiceError("ERROR_DB_UNAVAILABLE", "The database is unreachable; try again later.")
+
+
+def _request_timeout() -> ServiceError:
+    return ServiceError("ERROR_REQUEST_TIMEOUT", "The query ran out of time.")
+
+
+class JobStore:
+    """Jobs in one MongoDB collection (or its in-process mongomock stand-in)."""
+
+    def __init__(self, collection: Any, description: str, *, embedded: bool) -> None:
+        self._collection = collection
+        self.description = description
+        self.embedded = embedded
+        # mongomock applies a conditional update as read-then-write in Python; a real server makes
+        # it atomic. Serialising writes gives the embedded store the same guarantee.
+        self._write_lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if embedded else contextlib.nullcontext()
+        )
+
+    @contextlib.contextmanager
+    def _call(self, timeout: float | None) -> Iterator[None]:
+        try:
+            with pymongo.timeout(timeout):
+                yield
+        except ExecutionTimeout as exc:
+            raise _request_timeout() from exc
+        except ConnectionFailure as exc:
+            raise _db_unavailable() from exc
+        except DuplicateKeyError as exc:
+            raise DuplicateJobId(str(exc.details or exc)) from exc
+        except PyMongoError as exc:
+            if getattr(exc, "timeout", False):
+                raise _request_timeout() from exc
+            raise
+
+    def ensure_indexes(self) -> None:
+        """Create the model's indexes (unique ``job_id`` and the domain-led compounds)."""
+        with self._call(None):
+            self._collection.create_index("job_id", unique=True, name="job_id")
+            for spec in Job._meta["index_specs"]:
+                options = {key: value for key, value in spec.items() if key != "fields"}
+                self._collection.create_index(spec["fields"], **options)
+
+    def ping(self, timeout: float | None = None) -> bool:
+        """Whether the database answers now."""
+        try:
+            with self._call(timeout):
+                self._collection.find_one({}, {"_id": 1})
+        except ServiceError:
+            return False
+        return True
+
+    def insert(self, documents: Sequence[Document], timeout: float | None = None) -> None:
+        """Insert documents; a ``job_id`` already stored raises :class:`DuplicateJobId`."""
+        if not documents:
+            return
+        with self._write_lock, self._call(timeout):
+            self._collection.insert_many(list(documents), ordered=True)
+
+    def find_one(
+        self,
+        filter: Document,
+        projection: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Document | None:
+        """The first document matching ``filter``, or None."""
+        with self._call(timeout):
+            doc: Document | None = self._collection.find_one(filter, _projection(projection))
+            return doc
+
+    def find(
+        self,
+        filter: Document,
+        *,
+        projection: Mapping[str, Any] | None,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int,
+        max_time_ms: int,
+        timeout: float | None = None,
+    ) -> list[Document]:
+        """Documents matching ``filter``, sorted and paged in the database."""
+        with self._call(timeout):
+            cursor = self._collection.find(
+                filter,
+                _projection(projection),
+                sort=list(sort) or None,
+                skip=skip,
+                limit=limit,
+                max_time_ms=max_time_ms,
+            )
+            return list(cursor)
+
+    def count(self, filter: Document, *, max_time_ms: int, timeout: float | None = None) -> int:
+        """How many documents match ``filter``."""
+        with self._call(timeout):
+            return int(self._collection.count_documents(filter, maxTimeMS=max_time_ms))
+
+    def aggregate(
+        self, pipeline: Sequence[Document], *, max_time_ms: int, timeout: float | None = None
+    ) -> list[Document]:
+        """Run an aggregation pipeline in the database."""
+        with self._call(timeout):
+            return list(self._collection.aggregate(list(pipeline), maxTimeMS=max_time_ms))
+
+    def update_one(
+        self,
+        filter: Document,
+        changes: Document,
+        projection: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Document | None:
+        """Apply ``changes`` (an update document) to one match, atomically; the new document."""
+        with self._write_lock, self._call(timeout):
+            doc: Document | None = self._collection.find_one_and_update(
+                filter,
+                changes,
+                projection=_projection(projection),
+                return_document=ReturnDocument.AFTER,
+            )
+            return doc
+
+    def update_many(self, filter: Document, changes: Document, timeout: float | None = None) -> int:
+        """Apply ``changes`` to every match; how many changed."""
+        with self._write_lock, self._call(timeout):
+            return int(self._collection.update_many(filter, changes).modified_count)
+
+    def drop(self) -> None:
+        """Remove every job (tests and development only)."""
+        with self._write_lock, self._call(None):
+            self._collection.drop()
+
+
+def _projection(projection: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    # The ObjectId is never rendered; leaving it out saves decoding it on every row.
+    return None if projection is None else {"_id": 0, **projection}
+
+
+def connect(uri: str, database: str, *, db_timeout_ms: int = 5000) -> JobStore:
+    """A store on MongoDB at ``uri``, or the embedded in-process store when ``uri`` is empty.
+
+    The driver's 30 s server-selection default is replaced by ``db_timeout_ms`` so that calls fail
+    fast, and the server starts even while the database is down.
+    """
+    alias = f"spaceone-job-{uuid.uuid4().hex[:8]}"
+    if uri:
+        mongoengine.connect(
+            alias=alias,
+            db=database,
+            host=uri,
+            serverSelectionTimeoutMS=db_timeout_ms,
+            connectTimeoutMS=db_timeout_ms,
+            uuidRepresentation="standard",
+        )
+        description = f"MongoDB {_redact(uri)} database {database}"
+    else:
+        mongoengine.connect(
+            alias=alias,
+            db=database,
+            host="mongodb://localhost",
+            mongo_client_class=mongomock.MongoClient,
+        )
+        description = EMBEDDED_DESCRIPTION
+    collection = get_db(alias)[Job._meta["collection"]]
+    return JobStore(collection, description, embedded=not uri)
+
+
+def _redact(uri: str) -> str:
+    """The URI without its password."""
+    scheme, sep, rest = uri.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return uri
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
