@@ -195,6 +195,7 @@ def connect(uri: str, database: str, *, db_timeout_ms: int = 5000) -> JobStore:
             db=database,
             host="mongodb://localhost",
             mongo_client_class=mongomock.MongoClient,
+            uuidRepresentation="standard",
         )
         description = EMBEDDED_DESCRIPTION
     collection = get_db(alias)[Job._meta["collection"]]

@@ -1,0 +1,222 @@
+"""Shared fixtures: a fresh store per test, development keys, tokens, the servicer in-process.
+
+The store is the embedded mongomock one unless ``SPACEONE_JOB_TEST_MONGODB_URI`` names a real
+MongoDB; then every test gets its own database there, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc_testing
+import pytest
+from google.protobuf import message
+from hypothesis import settings as hypothesis_settings
+from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
+
+from spaceone_job import auth
+from spaceone_job.api.servicer import JobServicer
+from spaceone_job.query.filters import Limits
+from spaceone_job.service import JobService
+from spaceone_job.store.model import new_document
+from spaceone_job.store.store import JobStore, connect
+
+hypothesis_settings.register_profile("default", max_examples=100, deadline=None)
+hypothesis_settings.register_profile("fuzz", max_examples=10_000, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+TEST_MONGODB_URI = os.environ.get("SPACEONE_JOB_TEST_MONGODB_URI", "")
+JOB_SERVICE = job_pb2.DESCRIPTOR.services_by_name["Job"]
+D1, D2 = "domain-aaaaaaaaaaaa", "domain-bbbbbbbbbbbb"
+WS1, WS2 = "ws-111111111111", "ws-222222222222"
+NOW = datetime(2026, 5, 15, 12, 0, 0)
+
+
+@dataclass
+class Clock:
+    """A clock the test moves by hand."""
+
+    now: datetime = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store() -> Iterator[JobStore]:
+    database = f"spaceone-job-test-{uuid.uuid4().hex[:8]}"
+    job_store = connect(TEST_MONGODB_URI, database, db_timeout_ms=3000)
+    job_store.ensure_indexes()
+    yield job_store
+    job_store.drop()
+
+
+def job(**fields: Any) -> dict[str, Any]:
+    """A stored job document with upstream's defaults; ``fields`` override."""
+    data: dict[str, Any] = {
+        "domain_id": D1,
+        "workspace_id": WS1,
+        "data_source_id": "ds-000000000001",
+        "resource_group": "WORKSPACE",
+        "options": {"no_preload_cache": False, "start": None, "sync_mode": "SCHEDULED"},
+        "created_at": NOW - timedelta(hours=1),
+        "updated_at": NOW - timedelta(minutes=59),
+    }
+    data.update(fields)
+    return new_document(data)
+
+
+@pytest.fixture
+def add(store: JobStore) -> Callable[..., dict[str, Any]]:
+    """Insert one job built by :func:`job`; returns it."""
+
+    def insert(**fields: Any) -> dict[str, Any]:
+        doc = job(**fields)
+        store.insert([doc])
+        return doc
+
+    return insert
+
+
+@pytest.fixture(scope="session")
+def dev_keys(tmp_path_factory: pytest.TempPathFactory) -> auth.DevKeys:
+    return auth.dev_keys(tmp_path_factory.mktemp("state"))
+
+
+@pytest.fixture(scope="session")
+def authenticator(dev_keys: auth.DevKeys) -> auth.Authenticator:
+    return auth.Authenticator.from_jwks_file(dev_keys.jwks)
+
+
+Token = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def token(dev_keys: auth.DevKeys) -> Token:
+    """Mint a token: ``token(role, domain_id=..., workspace_id=..., **claims)``."""
+
+    def mint(
+        role: str = auth.DOMAIN_ADMIN,
+        domain_id: str = D1,
+        workspace_id: str | None = None,
+        **extra: Any,
+    ) -> str:
+        if workspace_id is None and role in (auth.WORKSPACE_OWNER, auth.WORKSPACE_MEMBER):
+            workspace_id = WS1
+        return auth.mint_token(
+            dev_keys.private_key,
+            domain_id=domain_id,
+            workspace_id=workspace_id,
+            role=role,
+            extra=extra,
+        )
+
+    return mint
+
+
+@dataclass
+class Answer:
+    """What a call returned: the response or the status, details and trailing metadata."""
+
+    response: Any
+    code: grpc.StatusCode
+    details: str
+    trailing: Sequence[tuple[str, Any]] = field(default_factory=tuple)
+
+    @property
+    def error_code(self) -> str:
+        return self.details.split(":", 1)[0]
+
+
+class InProcess:
+    """The servicer behind grpcio-testing's in-process server."""
+
+    def __init__(self, servicer: JobServicer) -> None:
+        self.server = grpc_testing.server_from_dictionary(
+            {JOB_SERVICE: servicer}, grpc_testing.strict_real_time()
+        )
+
+    def call(
+        self,
+        method: str,
+        request: message.Message,
+        token: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Answer:
+        pairs = list((metadata or {}).items())
+        if token is not None:
+            pairs.append(("token", token))
+        rpc = self.server.invoke_unary_unary(
+            JOB_SERVICE.methods_by_name[method], tuple(pairs), request, timeout
+        )
+        response, trailing, code, details = rpc.termination()
+        return Answer(response, code, details or "", trailing or ())
+
+
+@pytest.fixture
+def service(store: JobStore, clock: Clock) -> JobService:
+    return JobService(store, Limits(), query_timeout_ms=10_000, clock=clock)
+
+
+@pytest.fixture
+def api(service: JobService, authenticator: auth.Authenticator) -> InProcess:
+    return InProcess(JobServicer(service, authenticator))
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Live:
+    """A real server on an ephemeral port and a channel to it."""
+
+    app: Any
+    port: int
+    channel: grpc.Channel
+
+    def call(
+        self, method: str, request: message.Message, token: str | None = None, timeout: float = 10
+    ) -> Answer:
+        stub = job_pb2_grpc.JobStub(self.channel)
+        metadata = (("token", token),) if token is not None else ()
+        try:
+            response, call = getattr(stub, method).with_call(
+                request, metadata=metadata, timeout=timeout
+            )
+        except grpc.RpcError as error:
+            return Answer(
+                None, error.code(), error.details() or "", error.trailing_metadata() or ()
+            )
+        return Answer(response, call.code(), call.details() or "", call.trailing_metadata() or ())
+
+
+@pytest.fixture
+def live(store: JobStore, clock: Clock, dev_keys: auth.DevKeys) -> Iterator[Live]:
+    from spaceone_job.app import App
+    from spaceone_job.config import Settings
+
+    settings = Settings(host="127.0.0.1", port=0, state_dir=str(dev_keys.jwks.parent), grace_s=1)
+    app = App(settings, store=store, clock=clock)
+    port = app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield Live(app, port, channel)
+    channel.close()
+    app.stop(0)

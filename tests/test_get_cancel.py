@@ -1,0 +1,176 @@
+"""get and cancel through the servicer: rendering, the cancel state machine, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from spaceone.api.cost_analysis.v1 import job_pb2
+
+from spaceone_job.store.store import JobStore
+
+from .conftest import NOW, Clock, InProcess, Live, Token
+
+# The example job of the public API reference (job-api-reference.md, get/cancel response).
+REFERENCE = {
+    "job_id": "job-07994c7c9021",
+    "status": "CANCELED",
+    "options": {"no_preload_cache": False, "start": "2021-01-01T00:00:00Z"},
+    "total_tasks": 2,
+    "remained_tasks": 2,
+    "data_source_id": "ds-fcba92ca73b1",
+    "domain_id": "domain-58010aa2e451",
+    "created_at": "2022-04-02T09:17:44.031Z",
+    "updated_at": "2022-04-02T09:19:47.715Z",
+    "finished_at": "2022-04-02T09:19:47.715Z",
+    "changed": [{"start": "2021-01"}],
+}
+
+
+def _reference_document() -> dict[str, Any]:
+    from spaceone_job.store.model import new_document
+
+    return new_document(
+        {
+            **{k: v for k, v in REFERENCE.items() if not k.endswith("_at")},
+            "workspace_id": None,
+            "created_at": datetime(2022, 4, 2, 9, 17, 44, 31_999),
+            "updated_at": datetime(2022, 4, 2, 9, 19, 47, 715_000),
+            "finished_at": datetime(2022, 4, 2, 9, 19, 47, 715_000),
+        }
+    )
+
+
+def test_get_renders_the_reference_example_exactly(
+    store: JobStore, api: InProcess, token: Token
+) -> None:
+    store.insert([_reference_document()])
+    answer = api.call(
+        "get",
+        job_pb2.JobRequest(job_id="job-07994c7c9021"),
+        token(domain_id="domain-58010aa2e451"),
+    )
+    assert answer.code is grpc.StatusCode.OK
+    rendered = json_format.MessageToDict(answer.response, preserving_proto_field_name=True)
+    assert rendered == REFERENCE
+
+
+def test_get_leaves_nulls_unset_and_renders_every_field(
+    add: Callable[..., dict[str, Any]], api: InProcess, token: Token
+) -> None:
+    add(
+        job_id="job-aaaaaaaaaaa1",
+        status="FAILURE",
+        error_code="ERROR_JOB_TASK",
+        error_message="One or more job tasks failed.",
+        total_tasks=3,
+        remained_tasks=1,
+        changed=[{"start": "2024-01", "end": "2024-02", "filter": {"account": ["a", "b"]}}],
+        synced_accounts=[{"account_id": "111122223333"}],
+        finished_at=datetime(2024, 5, 1, 12, 0, 0, 999_999),
+    )
+    info = api.call("get", job_pb2.JobRequest(job_id="job-aaaaaaaaaaa1"), token()).response
+    assert info.status == job_pb2.JobInfo.FAILURE
+    assert info.resource_group == job_pb2.JobInfo.WORKSPACE
+    assert info.finished_at == "2024-05-01T12:00:00.999Z"
+    assert info.changed[0].end == "2024-02"
+    assert dict(info.changed[0].filter)["account"] == ["a", "b"]
+    assert [a.account_id for a in info.synced_accounts] == ["111122223333"]
+    assert info.error_code == "ERROR_JOB_TASK"
+    running = add(job_id="job-aaaaaaaaaaa2")
+    info = api.call("get", job_pb2.JobRequest(job_id=running["job_id"]), token()).response
+    assert info.finished_at == "" and info.error_code == ""
+    assert not info.HasField("options") or dict(info.options)["sync_mode"] == "SCHEDULED"
+
+
+def test_get_without_job_id_is_invalid_argument(api: InProcess, token: Token) -> None:
+    answer = api.call("get", job_pb2.JobRequest(), token())
+    assert answer.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert answer.details == "ERROR_REQUIRED_PARAMETER: A required parameter is missing. (key = job_id)"
+
+
+def test_errors_carry_a_google_rpc_status_with_error_info(live: Live, token: Token) -> None:
+    answer = live.call("get", job_pb2.JobRequest(job_id="job-000000000000"), token())
+    assert answer.code is grpc.StatusCode.NOT_FOUND
+    assert answer.details.startswith("ERROR_NOT_FOUND: ")
+    rich = dict(answer.trailing)["grpc-status-details-bin"]
+    status = rpc_status.status_pb2.Status.FromString(rich)
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    assert (info.reason, info.domain) == ("NOT_FOUND", "spaceone-job")
+    assert info.metadata["job_id"] == "job-000000000000"
+
+
+def test_cancel_moves_a_running_job_to_canceled(
+    add: Callable[..., dict[str, Any]], api: InProcess, token: Token, clock: Clock
+) -> None:
+    running = add(job_id="job-bbbbbbbbbbb1", total_tasks=2, remained_tasks=2)
+    answer = api.call("cancel", job_pb2.JobRequest(job_id=running["job_id"]), token())
+    assert answer.code is grpc.StatusCode.OK
+    info = answer.response
+    assert info.status == job_pb2.JobInfo.CANCELED
+    assert info.finished_at == info.updated_at == "2026-05-15T12:00:00.000Z"
+    assert info.remained_tasks == 2, "cancel leaves task accounting to the workers"
+
+
+def test_cancel_is_idempotent_for_canceled_jobs(
+    add: Callable[..., dict[str, Any]], api: InProcess, token: Token, clock: Clock
+) -> None:
+    running = add(job_id="job-bbbbbbbbbbb2")
+    first = api.call("cancel", job_pb2.JobRequest(job_id=running["job_id"]), token()).response
+    clock.advance(minutes=5)
+    again = api.call("cancel", job_pb2.JobRequest(job_id=running["job_id"]), token())
+    assert again.code is grpc.StatusCode.OK
+    assert again.response == first, "a second cancel changes nothing"
+
+
+@pytest.mark.parametrize("status", ["SUCCESS", "FAILURE", "TIMEOUT"])
+def test_cancel_of_a_finished_job_is_failed_precondition(
+    add: Callable[..., dict[str, Any]], api: InProcess, token: Token, status: str
+) -> None:
+    done = add(job_id="job-ccccccccccc1", status=status, finished_at=NOW)
+    answer = api.call("cancel", job_pb2.JobRequest(job_id=done["job_id"]), token())
+    assert answer.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert answer.error_code == "ERROR_JOB_STATE"
+    assert answer.details.endswith(f"(job_state = {status})")
+    after = api.call("get", job_pb2.JobRequest(job_id=done["job_id"]), token()).response
+    assert after.status == job_pb2.JobInfo.Status.Value(status)
+
+
+def test_twelve_concurrent_cancels_all_succeed_with_one_write(
+    store: JobStore, add: Callable[..., dict[str, Any]], api: InProcess, token: Token, clock: Clock
+) -> None:
+    running = add(job_id="job-ddddddddddd1")
+    writes = []
+    original = store.update_one
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        changed = original(*args, **kwargs)
+        if changed is not None:
+            writes.append(changed)
+        return changed
+
+    store.update_one = counting  # type: ignore[method-assign]
+    answers: list[Any] = []
+    barrier = threading.Barrier(12)
+    caller_token = token()
+
+    def cancel() -> None:
+        barrier.wait()
+        answers.append(api.call("cancel", job_pb2.JobRequest(job_id=running["job_id"]), caller_token))
+
+    threads = [threading.Thread(target=cancel) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.code for a in answers] == [grpc.StatusCode.OK] * 12
+    assert {a.response.status for a in answers} == {job_pb2.JobInfo.CANCELED}
+    assert len(writes) == 1

@@ -1,0 +1,115 @@
+"""The real server: health, reflection through the real grpcurl binary, signals, the dev banner."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from spaceone_job.app import JOB_SERVICE
+
+from .conftest import Live
+
+GRPCURL = str(Path(sys.executable).parent / "grpcurl")
+CLI = str(Path(sys.executable).parent / "spaceone-job")
+
+
+def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([GRPCURL, *args], capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize("service", ["", JOB_SERVICE])
+def test_health_answers_serving(live: Live, service: str) -> None:
+    health = health_pb2_grpc.HealthStub(live.channel)
+    answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_grpcurl_lists_and_describes_the_job_service(live: Live) -> None:
+    listed = grpcurl("-plaintext", f"127.0.0.1:{live.port}", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert JOB_SERVICE in listed.stdout.split()
+    described = grpcurl("-plaintext", f"127.0.0.1:{live.port}", "describe", JOB_SERVICE)
+    assert described.returncode == 0, described.stderr
+    for method in ("cancel", "get", "list", "stat"):
+        assert f"rpc {method} (" in described.stdout
+
+
+def test_unknown_methods_are_unimplemented_not_unauthenticated(live: Live) -> None:
+    call = live.channel.unary_unary(f"/{JOB_SERVICE}/delete")
+    with pytest.raises(grpc.RpcError) as raised:
+        call(b"", timeout=5)
+    assert raised.value.code() is grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_calls_without_a_token_are_unauthenticated(live: Live) -> None:
+    from spaceone.api.cost_analysis.v1 import job_pb2
+
+    answer = live.call("get", job_pb2.JobRequest(job_id="job-000000000000"))
+    assert answer.code is grpc.StatusCode.UNAUTHENTICATED
+    assert answer.error_code == "ERROR_AUTHENTICATE_FAILURE"
+
+
+@pytest.fixture
+def served(tmp_path: Path, repo: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """``spaceone-job serve`` in its own process on the demo data, with its printed banner."""
+    seed_file = tmp_path / "demo.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "spaceone_job.demo", "--out", str(seed_file)], check=True
+    )
+    env = {**os.environ, "SPACEONE_JOB_STATE_DIR": str(tmp_path / "state")}
+    process = subprocess.Popen(
+        [CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--seed", str(seed_file), "--grace-s", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=repo,
+    )
+    assert process.stdout is not None
+    banner: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        banner.append(line.rstrip("\n"))
+        if line.startswith("More tokens"):
+            break
+    yield process, banner
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def test_banner_commands_work_as_printed(
+    served: tuple[subprocess.Popen[str], list[str]], repo: Path
+) -> None:
+    _, banner = served
+    commands = [line.strip() for line in banner if "grpcurl" in line]
+    assert len(commands) == 5
+    outputs = []
+    for command in commands:
+        done = subprocess.run(
+            shlex.split(command), capture_output=True, text=True, timeout=30, cwd=repo
+        )
+        assert done.returncode == 0, f"{command[:80]}...: {done.stderr}"
+        outputs.append(done.stdout)
+    assert JOB_SERVICE in outputs[0]
+    assert json.loads(outputs[2])["status"] == "IN_PROGRESS"
+    assert len(json.loads(outputs[3])["results"]) == 3
+    assert json.loads(outputs[4])["status"] == "CANCELED"
+
+
+def test_sigterm_drains_and_exits_zero(served: tuple[subprocess.Popen[str], list[str]]) -> None:
+    process, _ = served
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
