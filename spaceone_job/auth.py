@@ -127,8 +127,8 @@ class Authenticator:
             return Caller(domain_id, workspace_id, SYSTEM_TOKEN)
         if claims.get("ver") != "2.0":
             raise _denied("the token version is not 2.0")
-        domain_id = claims.get("did")
-        if not isinstance(domain_id, str) or not domain_id:
+        did = claims.get("did")
+        if not isinstance(did, str) or not did:
             raise _denied("the token has no domain (did)")
         role = claims.get("rol")
         workspace_id = claims.get("wid") or None
@@ -138,7 +138,7 @@ class Authenticator:
         if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
             raise _denied("permissions is not a list of strings")
         return Caller(
-            domain_id,
+            did,
             workspace_id if role != DOMAIN_ADMIN else None,
             str(role or ""),
             tuple(permissions),
@@ -146,7 +146,7 @@ class Authenticator:
 
 
 def authorize(caller: Caller, permission: str) -> None:
-    """Refuse roles other than the Job API's, and permission lists that do not grant ``permission``."""
+    """Refuse roles outside the Job API's and permission lists that do not grant ``permission``."""
     if caller.role == SYSTEM_TOKEN:
         return
     allowed = caller.role in ALLOWED_ROLES and (

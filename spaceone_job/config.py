@@ -70,7 +70,7 @@ def from_sources(flags: Mapping[str, Any], environ: Mapping[str, str] | None = N
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for f in setting_fields():
-        convert = type(f.default)
+        convert: type = type(f.default)
         if flags.get(f.name) is not None:
             values[f.name] = convert(flags[f.name])
         elif env_name(f.name) in env:

@@ -22,9 +22,23 @@ from spaceone_job.service import utcnow
 # (domain, workspace, data source, resource group, tasks per run, accounts)
 SOURCES = (
     ("domain-58010aa2e451", "*", "ds-fcba92ca73b1", "DOMAIN", 2, ("111122223333", "444455556666")),
-    ("domain-58010aa2e451", "ws-7a1c3e9b20d4", "ds-c96609f5afeb", "WORKSPACE", 1, ("777788889999",)),
+    (
+        "domain-58010aa2e451",
+        "ws-7a1c3e9b20d4",
+        "ds-c96609f5afeb",
+        "WORKSPACE",
+        1,
+        ("777788889999",),
+    ),
     ("domain-58010aa2e451", "ws-7a1c3e9b20d4", "ds-2b8e51d07c6a", "WORKSPACE", 3, ()),
-    ("domain-58010aa2e451", "ws-e40f9d1a6b32", "ds-91d3c7a4e580", "WORKSPACE", 2, ("123456789012",)),
+    (
+        "domain-58010aa2e451",
+        "ws-e40f9d1a6b32",
+        "ds-91d3c7a4e580",
+        "WORKSPACE",
+        2,
+        ("123456789012",),
+    ),
     ("domain-3c9d0e7f1a22", "*", "ds-5f0a8b6c3d19", "DOMAIN", 4, ("210987654321", "135792468024")),
     ("domain-3c9d0e7f1a22", "ws-0b7d2c4e9f61", "ds-a7e2f9c1b348", "WORKSPACE", 1, ()),
 )
@@ -40,16 +54,18 @@ def _month(moment: datetime) -> str:
     return moment.strftime("%Y-%m")
 
 
-def _job(rng: random.Random, source: tuple[Any, ...], created: datetime, now: datetime) -> dict[str, Any]:
+def _job(
+    rng: random.Random, source: tuple[Any, ...], created: datetime, now: datetime
+) -> dict[str, Any]:
     domain_id, workspace_id, data_source_id, resource_group, tasks, accounts = source
     manual = rng.random() < 0.15
     age = now - created
     if age < timedelta(minutes=30):
         status = "IN_PROGRESS"
     else:
-        status = rng.choices(
-            ("SUCCESS", "FAILURE", "CANCELED", "TIMEOUT"), weights=(80, 9, 6, 5)
-        )[0]
+        status = rng.choices(("SUCCESS", "FAILURE", "CANCELED", "TIMEOUT"), weights=(80, 9, 6, 5))[
+            0
+        ]
     duration = timedelta(seconds=rng.randint(40, 1800))
     job: dict[str, Any] = {
         "job_id": f"job-{rng.getrandbits(48):012x}",
@@ -69,7 +85,13 @@ def _job(rng: random.Random, source: tuple[Any, ...], created: datetime, now: da
         "changed": [{"start": _month(created)}],
     }
     if rng.random() < 0.3:
-        job["changed"].insert(0, {"start": _month(created - timedelta(days=31)), "end": _month(created - timedelta(days=31))})
+        job["changed"].insert(
+            0,
+            {
+                "start": _month(created - timedelta(days=31)),
+                "end": _month(created - timedelta(days=31)),
+            },
+        )
     if accounts:
         job["synced_accounts"] = [{"account_id": a} for a in accounts]
     if status == "IN_PROGRESS":
@@ -94,7 +116,9 @@ def jobs(now: datetime, seed: int = 20221117) -> Iterator[dict[str, Any]]:
     for day in range(DAYS):
         for index, source in enumerate(SOURCES):
             if rng.random() < 0.27:
-                created = start + timedelta(days=day, hours=16 + index % 3, seconds=rng.randint(0, 600))
+                created = start + timedelta(
+                    days=day, hours=16 + index % 3, seconds=rng.randint(0, 600)
+                )
                 yield _job(rng, source, created, now)
     for minutes, source in zip((3, 7, 12, 20), SOURCES[::2] + SOURCES[1:2], strict=False):
         yield _job(rng, source, now - timedelta(minutes=minutes), now)

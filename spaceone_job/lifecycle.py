@@ -87,7 +87,9 @@ class Lifecycle:
         )
         if failed:
             message = error or "One or more job tasks failed."
-            doc = self._finish(job_id, "FAILURE", error_code="ERROR_JOB_TASK", error_message=message)
+            doc = self._finish(
+                job_id, "FAILURE", error_code="ERROR_JOB_TASK", error_message=message
+            )
         elif doc is not None and doc["remained_tasks"] == 0:
             doc = self._finish(job_id, "SUCCESS")
         return doc or self.store.find_one({"job_id": job_id})

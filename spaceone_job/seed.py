@@ -49,7 +49,7 @@ def _document(raw: Any, now: datetime) -> Document:
 
 
 def parse_lines(lines: Iterable[str], path: str, now: datetime) -> list[tuple[int, Document]]:
-    """Every job of a seed file with its line number, or :class:`SeedError` for the first bad line."""
+    """Each job of a seed file with its line number; :class:`SeedError` for the first bad line."""
     documents: list[tuple[int, Document]] = []
     seen: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):

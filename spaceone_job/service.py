@@ -86,7 +86,7 @@ class JobService:
         return self._find(caller, self._job_id(job_id), timeout)
 
     def cancel(self, caller: Caller, job_id: str, timeout: float | None = None) -> Document:
-        """IN_PROGRESS -> CANCELED in one conditional write; CANCELED stays as it is (idempotent)."""
+        """IN_PROGRESS -> CANCELED in one conditional write; a CANCELED job stays as it is."""
         job_id = self._job_id(job_id)
         target: Clause = {"domain_id": caller.domain_id, "job_id": job_id, "status": "IN_PROGRESS"}
         if caller.workspace_scoped:
@@ -114,7 +114,7 @@ class JobService:
             job_state=current.get("status"),
         )
 
-    def list(
+    def list_jobs(
         self, caller: Caller, request: Mapping[str, Any], timeout: float | None = None
     ) -> ListResult:
         """Jobs matching the request's shortcut fields and query, within the caller's scope."""

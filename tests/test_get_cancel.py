@@ -93,7 +93,10 @@ def test_get_leaves_nulls_unset_and_renders_every_field(
 def test_get_without_job_id_is_invalid_argument(api: InProcess, token: Token) -> None:
     answer = api.call("get", job_pb2.JobRequest(), token())
     assert answer.code is grpc.StatusCode.INVALID_ARGUMENT
-    assert answer.details == "ERROR_REQUIRED_PARAMETER: A required parameter is missing. (key = job_id)"
+    assert (
+        answer.details
+        == "ERROR_REQUIRED_PARAMETER: A required parameter is missing. (key = job_id)"
+    )
 
 
 def test_errors_carry_a_google_rpc_status_with_error_info(live: Live, token: Token) -> None:
@@ -164,7 +167,9 @@ def test_twelve_concurrent_cancels_all_succeed_with_one_write(
 
     def cancel() -> None:
         barrier.wait()
-        answers.append(api.call("cancel", job_pb2.JobRequest(job_id=running["job_id"]), caller_token))
+        answers.append(
+            api.call("cancel", job_pb2.JobRequest(job_id=running["job_id"]), caller_token)
+        )
 
     threads = [threading.Thread(target=cancel) for _ in range(12)]
     for t in threads:

@@ -64,12 +64,21 @@ def test_calls_without_a_token_are_unauthenticated(live: Live) -> None:
 def served(tmp_path: Path, repo: Path) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     """``spaceone-job serve`` in its own process on the demo data, with its printed banner."""
     seed_file = tmp_path / "demo.jsonl"
-    subprocess.run(
-        [sys.executable, "-m", "spaceone_job.demo", "--out", str(seed_file)], check=True
-    )
+    subprocess.run([sys.executable, "-m", "spaceone_job.demo", "--out", str(seed_file)], check=True)
     env = {**os.environ, "SPACEONE_JOB_STATE_DIR": str(tmp_path / "state")}
     process = subprocess.Popen(
-        [CLI, "serve", "--host", "127.0.0.1", "--port", "0", "--seed", str(seed_file), "--grace-s", "3"],
+        [
+            CLI,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--seed",
+            str(seed_file),
+            "--grace-s",
+            "3",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from google.api import annotations_pb2  # noqa: F401  (registers the google.api.http option)
+from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from spaceone.api.core.v2 import query_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2
@@ -31,7 +31,17 @@ def upstream_wheel(repo: Path) -> Path:
     wheels = sorted(cache.glob("spaceone_api-2.0.435-*.whl"))
     if not wheels:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", UPSTREAM, "-d", str(cache)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                UPSTREAM,
+                "-d",
+                str(cache),
+            ],
             check=True,
         )
         wheels = sorted(cache.glob("spaceone_api-2.0.435-*.whl"))
@@ -43,8 +53,8 @@ def _serialized_descriptor(source: str) -> bytes:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "AddSerializedFile":
             value = node.args[0]
-            assert isinstance(value, ast.Constant)
-            return bytes(value.value)
+            assert isinstance(value, ast.Constant) and isinstance(value.value, bytes)
+            return value.value
     raise AssertionError("no serialized descriptor in module")
 
 

@@ -50,12 +50,12 @@ def job_info(doc: Document, minimal: bool = False) -> job_pb2.JobInfo:
             setattr(info, name, value)
     status = doc.get("status")
     if status is not None:
-        info.status = _STATUS(status)
+        info.status = _STATUS(status)  # type: ignore[assignment]
     if minimal:
         return info
     resource_group = doc.get("resource_group")
     if resource_group is not None:
-        info.resource_group = _RESOURCE_GROUP(resource_group)
+        info.resource_group = _RESOURCE_GROUP(resource_group)  # type: ignore[assignment]
     options = doc.get("options")
     if options is not None:
         info.options.update(plain(options))

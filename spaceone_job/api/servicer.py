@@ -57,7 +57,7 @@ def as_dict(request: message.Message) -> dict[str, Any]:
     return json_format.MessageToDict(request, preserving_proto_field_name=True)
 
 
-class JobServicer(job_pb2_grpc.JobServicer):  # type: ignore[misc]
+class JobServicer(job_pb2_grpc.JobServicer):
     """``spaceone.api.cost_analysis.v1.Job``."""
 
     def __init__(self, service: JobService, authenticator: Authenticator) -> None:
@@ -83,7 +83,7 @@ class JobServicer(job_pb2_grpc.JobServicer):  # type: ignore[misc]
         self, request: job_pb2.JobQuery, caller: Caller, timeout: float | None
     ) -> job_pb2.JobsInfo:
         """A page of jobs and the total count."""
-        found = self.service.list(caller, as_dict(request), timeout)
+        found = self.service.list_jobs(caller, as_dict(request), timeout)
         return render.jobs_info(found.documents, found.total_count, found.minimal)
 
     @rpc(auth.READ)

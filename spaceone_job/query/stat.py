@@ -410,7 +410,7 @@ def _paged(
         return head, None
     skip, limit = page_window(page, limits)
     window = ([{"$skip": skip}] if skip else []) + [{"$limit": limit}]
-    return head + window, head + [{"$count": "total_count"}]
+    return head + window, [*head, {"$count": "total_count"}]
 
 
 def _distinct(key: Any, match: Clause, query: Mapping[str, Any], limits: Limits) -> StatPlan:

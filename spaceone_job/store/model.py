@@ -11,7 +11,6 @@ import secrets
 from typing import Any, ClassVar
 
 from mongoengine import (
-    ValidationError,
     DateTimeField,
     DictField,
     Document,
@@ -20,6 +19,7 @@ from mongoengine import (
     IntField,
     ListField,
     StringField,
+    ValidationError,
 )
 
 STATUSES = ("IN_PROGRESS", "SUCCESS", "FAILURE", "TIMEOUT", "CANCELED")
