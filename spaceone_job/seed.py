@@ -56,7 +56,13 @@ def parse_lines(lines: Iterable[str], path: str, now: datetime) -> list[tuple[in
         if not line.strip():
             continue
         try:
-            doc = _document(json.loads(line), now)
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SeedError(
+                path, number, f"not valid JSON: {exc.msg} at column {exc.colno}"
+            ) from exc
+        try:
+            doc = _document(raw, now)
         except (ValueError, json_format.ParseError, InvalidJob) as exc:
             raise SeedError(path, number, str(exc)) from exc
         first = seen.setdefault(doc["job_id"], number)

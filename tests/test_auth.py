@@ -159,7 +159,7 @@ BAD_TOKENS: dict[str, Callable[[Token], str | None]] = {
     "no did": lambda t: t(did=""),
     "workspace role without wid": lambda t: t(auth.WORKSPACE_OWNER, wid=""),
     "alg none": lambda t: jwt.encode(
-        {"did": D1, "rol": auth.DOMAIN_ADMIN, "ver": "2.0"}, None, algorithm="none"
+        {"did": D1, "rol": auth.DOMAIN_ADMIN, "ver": "2.0"}, "", algorithm="none"
     ),
 }
 

@@ -1,0 +1,98 @@
+"""Seed files: JobInfo JSON lines, all or nothing, errors with their line number."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spaceone_job import demo, seed
+from spaceone_job.seed import SeedError
+from spaceone_job.store.store import JobStore
+
+from .conftest import NOW
+
+GOOD = {
+    "job_id": "job-07994c7c9021",
+    "status": "CANCELED",
+    "options": {"no_preload_cache": False, "start": "2021-01-01T00:00:00Z"},
+    "total_tasks": 2,
+    "remained_tasks": 2,
+    "data_source_id": "ds-fcba92ca73b1",
+    "domain_id": "domain-58010aa2e451",
+    "resource_group": "DOMAIN",
+    "workspace_id": "*",
+    "created_at": "2022-04-02T09:17:44.031Z",
+    "updated_at": "2022-04-02T09:19:47.715Z",
+    "finished_at": "2022-04-02T09:19:47.715Z",
+    "changed": [{"start": "2021-01"}],
+    "synced_accounts": [{"account_id": "111122223333"}],
+}
+
+
+def write(tmp_path: Path, *lines: Any) -> Path:
+    path = tmp_path / "seed.jsonl"
+    path.write_text(
+        "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    )
+    return path
+
+
+def test_loads_jobs_with_defaults(store: JobStore, tmp_path: Path) -> None:
+    minimal = {"domain_id": "domain-1", "data_source_id": "ds-1"}
+    path = write(tmp_path, GOOD, "", minimal)
+    assert seed.load(store, path, NOW) == 2
+    stored = store.find_one({"job_id": GOOD["job_id"]})
+    assert stored is not None and stored["finished_at"].isoformat() == "2022-04-02T09:19:47.715000"
+    other = store.find_one({"domain_id": "domain-1"})
+    assert other is not None
+    assert (other["status"], other["created_at"], other["updated_at"]) == ("IN_PROGRESS", NOW, NOW)
+
+
+BAD = {
+    "bad JSON": ("{not json", "not valid JSON"),
+    "missing domain_id": ({"data_source_id": "ds-1"}, "domain_id is required"),
+    "missing data_source_id": ({"domain_id": "d"}, "data_source_id is required"),
+    "unknown status": ({**GOOD, "job_id": "job-000000000001", "status": "DONE"}, "DONE"),
+    "bad timestamp": (
+        {**GOOD, "job_id": "job-000000000001", "created_at": "yesterday"},
+        "yesterday",
+    ),
+    "duplicate job_id": (GOOD, "repeats line 1"),
+    "unknown field": ({**GOOD, "job_id": "job-000000000001", "owner": "me"}, "owner"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_line_stops_the_load_and_nothing_is_loaded(
+    store: JobStore, tmp_path: Path, case: str
+) -> None:
+    line, mentions = BAD[case]
+    path = write(tmp_path, GOOD, line)
+    with pytest.raises(SeedError) as raised:
+        seed.load(store, path, NOW)
+    assert f"{path}:2:" in str(raised.value) and mentions in str(raised.value)
+    assert store.find_one({}) is None
+
+
+def test_a_job_id_already_stored_is_refused(store: JobStore, tmp_path: Path) -> None:
+    seed.load(store, write(tmp_path, GOOD), NOW)
+    with pytest.raises(SeedError, match="already stored"):
+        seed.load(store, write(tmp_path, {**GOOD, "job_id": "job-000000000009"}, GOOD), NOW)
+    assert store.find_one({"job_id": "job-000000000009"}) is None
+
+
+def test_the_demo_dataset_loads(store: JobStore, tmp_path: Path) -> None:
+    path = tmp_path / "demo.jsonl"
+    path.write_text("".join(json.dumps(j) + "\n" for j in demo.jobs(NOW)))
+    loaded = seed.load(store, path, NOW)
+    assert 200 <= loaded <= 400
+    statuses = {
+        d["status"]
+        for d in store.find(
+            {}, projection={"status": 1}, sort=[], skip=0, limit=0, max_time_ms=1000
+        )
+    }
+    assert statuses == {"IN_PROGRESS", "SUCCESS", "FAILURE", "CANCELED", "TIMEOUT"}
