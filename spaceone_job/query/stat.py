@@ -168,10 +168,14 @@ def _average(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Clause, 
     return {"$avg": path if when is None else {"$cond": [when, path, None]}}, Kind.ANY
 
 
-def _accumulate(mongo_op: str, result: Kind | None) -> GroupBuild:
+def _accumulate(mongo_op: str, result: Kind | None, takes: Kind | None = None) -> GroupBuild:
     def build(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Clause, Kind]:
         _no_conditions(raw, where, mongo_op[1:])
         path, kind = _keyed(raw, names, where)
+        if takes is not None and kind not in (takes, Kind.ANY):
+            raise invalid(
+                f"{where}.key", f"{mongo_op[1:]} takes {takes.value}s; {path[1:]} is not."
+            )
         return {mongo_op: path}, kind if result is None else result
 
     return build
@@ -205,7 +209,7 @@ GROUP_OPERATORS: Mapping[str, GroupBuild] = {
     "last": _accumulate("$last", None),
     "push": _push,
     "add_to_set": _accumulate("$addToSet", Kind.ARRAY),
-    "merge_objects": _accumulate("$mergeObjects", Kind.OBJECT),
+    "merge_objects": _accumulate("$mergeObjects", Kind.OBJECT, takes=Kind.OBJECT),
 }
 
 
@@ -266,11 +270,20 @@ def _size(path: str, kind: Kind, where: str) -> tuple[Any, Kind]:
     return {"$size": {"$ifNull": [path, []]}}, Kind.INT
 
 
+def _shaped(mongo_op: str, takes: Kind, gives: Kind) -> ProjectBuild:
+    def build(path: str, kind: Kind, where: str) -> tuple[Any, Kind]:
+        if kind not in (takes, Kind.ANY):
+            raise invalid(where, f"{mongo_op[1:]} takes an {takes.value}; {path[1:]} is not one.")
+        return {mongo_op: path}, gives
+
+    return build
+
+
 PROJECT_OPERATORS: Mapping[str, ProjectBuild] = {
     "size": _size,
     "sum": lambda path, kind, where: ({"$sum": path}, Kind.ANY),
-    "array_to_object": lambda path, kind, where: ({"$arrayToObject": path}, Kind.OBJECT),
-    "object_to_array": lambda path, kind, where: ({"$objectToArray": path}, Kind.ARRAY),
+    "array_to_object": _shaped("$arrayToObject", Kind.ARRAY, Kind.OBJECT),
+    "object_to_array": _shaped("$objectToArray", Kind.OBJECT, Kind.ARRAY),
 }
 _NEEDS_FIELDS = ("add", "subtract", "multiply", "divide")
 

@@ -9,6 +9,7 @@ server-side ``maxTimeMS`` limit. Database failures become ``ERROR_DB_UNAVAILABLE
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,12 +20,21 @@ import mongomock
 import pymongo
 from mongoengine.connection import get_db
 from pymongo import ReturnDocument
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, ExecutionTimeout, PyMongoError
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+)
 
 from spaceone_job.errors import ServiceError
 from spaceone_job.store.model import Job
 
+LOG = logging.getLogger(__name__)
 Document = dict[str, Any]
+# Refusals that are the server's configuration, not the query's: Unauthorized, AuthenticationFailed.
+_SERVER_SIDE_CODES = frozenset({13, 18})
 EMBEDDED_DESCRIPTION = "embedded, in-memory, development only"
 
 
@@ -135,9 +145,23 @@ class JobStore:
     def aggregate(
         self, pipeline: Sequence[Document], *, max_time_ms: int, timeout: float | None = None
     ) -> list[Document]:
-        """Run an aggregation pipeline in the database."""
+        """Run an aggregation pipeline in the database.
+
+        The pipeline is built from a caller's stat query; when the stored values do not fit it
+        (``$size`` of a non-array, say) the database refuses it, and that is the caller's error.
+        """
         with self._call(timeout):
-            return list(self._collection.aggregate(list(pipeline), maxTimeMS=max_time_ms))
+            try:
+                return list(self._collection.aggregate(list(pipeline), maxTimeMS=max_time_ms))
+            except OperationFailure as exc:
+                if exc.code in _SERVER_SIDE_CODES:
+                    raise
+                LOG.info("aggregate refused by the database: %s", exc)
+                raise ServiceError(
+                    "ERROR_INVALID_PARAMETER",
+                    "The stored values do not fit this query.",
+                    reason=(exc.details or {}).get("errmsg") or str(exc),
+                ) from exc
 
     def update_one(
         self,
