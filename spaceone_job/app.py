@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -15,7 +16,7 @@ import grpc
 from google.protobuf.internal import api_implementation
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 
-from spaceone_job import auth, seed
+from spaceone_job import auth, observe, seed
 from spaceone_job.api.servicer import JobServicer
 from spaceone_job.config import Settings
 from spaceone_job.lifecycle import Lifecycle, Sweeper
@@ -54,6 +55,42 @@ def load_keys(settings: Settings) -> Keys:
     return Keys(auth.Authenticator.from_jwks_file(dev.jwks), dev.private_key)
 
 
+class HealthMonitor(threading.Thread):
+    """Keeps health in step with the database: NOT_SERVING while it is unreachable."""
+
+    def __init__(self, store: JobStore, served: Served, interval_s: float, timeout_s: float):
+        super().__init__(name="health-monitor", daemon=True)
+        self.store = store
+        self.served = served
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.stopped = threading.Event()
+        self.serving = True
+
+    def check(self) -> bool:
+        """Ping the database once and report the result through health; whether it answered."""
+        reachable = self.store.ping(self.timeout_s)
+        if reachable != self.serving and not self.stopped.is_set():
+            LOG.warning(
+                "database %s: health %s",
+                "is back" if reachable else "unreachable",
+                "SERVING" if reachable else "NOT_SERVING",
+            )
+            self.served.set_serving(reachable)
+            self.serving = reachable
+        return reachable
+
+    def run(self) -> None:
+        """Check, wait, repeat until stopped."""
+        while not self.stopped.is_set():
+            self.check()
+            self.stopped.wait(self.interval_s)
+
+    def stop(self) -> None:
+        """End the loop; health is left to the shutdown."""
+        self.stopped.set()
+
+
 class App:
     """One running spaceone-job server."""
 
@@ -68,6 +105,8 @@ class App:
         self.lifecycle = Lifecycle(self.store, clock)
         self.sweeper = Sweeper(self.lifecycle, settings.timeout_s, settings.sweep_interval_s)
         self.served: Served | None = None
+        self.monitor: HealthMonitor | None = None
+        self.metrics_port: int | None = None
 
     def prepare_store(self) -> int:
         """Create indexes and load the seed file; how many jobs were seeded."""
@@ -87,7 +126,17 @@ class App:
             job_pb2_grpc.add_JobServicer_to_server(servicer, server)
 
         self.served = build_server(self.settings, [JOB_SERVICE], register)
+        self.monitor = HealthMonitor(
+            self.store,
+            self.served,
+            self.settings.health_interval_s,
+            self.settings.db_timeout_ms / 1000,
+        )
+        self.monitor.start()
         self.sweeper.start()
+        if self.settings.metrics_port >= 0:
+            self.metrics_port = observe.serve_metrics(self.settings.metrics_port)
+            LOG.info("Prometheus metrics on :%d/metrics", self.metrics_port)
         LOG.info(
             "spaceone-job %s listening on %s:%d; store: %s; protobuf backend: %s; auth: %s",
             version(),
@@ -102,6 +151,8 @@ class App:
     def stop(self, grace_s: float | None = None) -> None:
         """Drain and stop: health NOT_SERVING, in-flight calls finish within the grace period."""
         self.sweeper.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
         if self.served is not None:
             self.served.stop(self.settings.grace_s if grace_s is None else grace_s)
 

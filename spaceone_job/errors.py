@@ -108,10 +108,14 @@ def as_service_error(exc: BaseException) -> ServiceError:
     return exc if isinstance(exc, ServiceError) else unexpected(exc)
 
 
-def abort(context: grpc.ServicerContext, exc: BaseException) -> NoReturn:
-    """End the call with the status for ``exc``."""
-    status = as_service_error(exc).to_status()
+def abort(
+    context: grpc.ServicerContext,
+    error: ServiceError,
+    trailing_metadata: tuple[tuple[str, str], ...] = (),
+) -> NoReturn:
+    """End the call with the status for ``error`` (and any other trailing metadata)."""
+    status = error.to_status()
     # abort_with_status amounts to this; spelled out, it also works under grpcio-testing.
-    context.set_trailing_metadata(status.trailing_metadata)
+    context.set_trailing_metadata((*trailing_metadata, *status.trailing_metadata))
     context.abort(status.code, status.details)
     raise AssertionError("abort returned")  # pragma: no cover

@@ -59,10 +59,11 @@ class JobService:
         self.query_timeout_ms = query_timeout_ms
         self.clock = clock
 
-    def _max_time_ms(self, timeout: float | None) -> int:
-        if timeout is None:
-            return self.query_timeout_ms
-        return max(1, min(self.query_timeout_ms, int(timeout * 1000)))
+    def _budget(self, client_timeout: float | None) -> float:
+        """Seconds the database work of one call may take: the query limit or the client's
+        remaining time, whichever is shorter."""
+        limit = self.query_timeout_ms / 1000
+        return limit if client_timeout is None else max(min(limit, client_timeout), 0.001)
 
     @staticmethod
     def _job_id(job_id: str) -> str:
@@ -73,7 +74,7 @@ class JobService:
             raise invalid("job_id", "a job id is at most 40 characters.")
         return job_id
 
-    def _find(self, caller: Caller, job_id: str, timeout: float | None) -> Document:
+    def _find(self, caller: Caller, job_id: str, timeout: float) -> Document:
         doc = self.store.find_one(_and([*read_scope(caller), {"job_id": job_id}]), timeout=timeout)
         if doc is None:
             raise ServiceError(
@@ -83,11 +84,12 @@ class JobService:
 
     def get(self, caller: Caller, job_id: str, timeout: float | None = None) -> Document:
         """One job the caller may read."""
-        return self._find(caller, self._job_id(job_id), timeout)
+        return self._find(caller, self._job_id(job_id), self._budget(timeout))
 
     def cancel(self, caller: Caller, job_id: str, timeout: float | None = None) -> Document:
         """IN_PROGRESS -> CANCELED in one conditional write; a CANCELED job stays as it is."""
         job_id = self._job_id(job_id)
+        timeout = self._budget(timeout)
         target: Clause = {"domain_id": caller.domain_id, "job_id": job_id, "status": "IN_PROGRESS"}
         if caller.workspace_scoped:
             target["workspace_id"] = caller.workspace_id
@@ -125,10 +127,10 @@ class JobService:
             self.limits,
             self.clock(),
         )
-        max_time_ms = self._max_time_ms(timeout)
+        timeout = self._budget(timeout)
         if plan.stages is not None:
-            return self._list_pipeline(plan, max_time_ms, timeout)
-        total = self.store.count(plan.filter, max_time_ms=max_time_ms, timeout=timeout)
+            return self._list_pipeline(plan, timeout)
+        total = self.store.count(plan.filter, timeout=timeout)
         docs: list[Document] = []
         if not plan.count_only and plan.skip < total:
             docs = self.store.find(
@@ -137,19 +139,16 @@ class JobService:
                 sort=plan.sort,
                 skip=plan.skip,
                 limit=plan.limit,
-                max_time_ms=max_time_ms,
                 timeout=timeout,
             )
         return ListResult(docs, total, plan.minimal)
 
-    def _list_pipeline(self, plan: ListPlan, max_time_ms: int, timeout: float | None) -> ListResult:
-        counted = self.store.aggregate(
-            plan.count_pipeline(), max_time_ms=max_time_ms, timeout=timeout
-        )
+    def _list_pipeline(self, plan: ListPlan, timeout: float) -> ListResult:
+        counted = self.store.aggregate(plan.count_pipeline(), timeout=timeout)
         total = int(counted[0]["total_count"]) if counted else 0
         docs: list[Document] = []
         if not plan.count_only and plan.skip < total:
-            docs = self.store.aggregate(plan.pipeline(), max_time_ms=max_time_ms, timeout=timeout)
+            docs = self.store.aggregate(plan.pipeline(), timeout=timeout)
         return ListResult(docs, total, plan.minimal)
 
     @staticmethod
@@ -172,14 +171,10 @@ class JobService:
         if query is None:
             raise required("query")
         plan = stat_compiler.compile_stat(query, read_scope(caller), self.limits, self.clock())
-        max_time_ms = self._max_time_ms(timeout)
-        result: dict[str, Any] = {
-            "results": self.store.aggregate(plan.pipeline, max_time_ms=max_time_ms, timeout=timeout)
-        }
+        timeout = self._budget(timeout)
+        result: dict[str, Any] = {"results": self.store.aggregate(plan.pipeline, timeout=timeout)}
         if plan.count_pipeline is not None:
-            counted = self.store.aggregate(
-                plan.count_pipeline, max_time_ms=max_time_ms, timeout=timeout
-            )
+            counted = self.store.aggregate(plan.count_pipeline, timeout=timeout)
             result["total_count"] = int(counted[0]["total_count"]) if counted else 0
         result["results"] = plan.shape(result["results"])
         return result

@@ -23,6 +23,8 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 
 from spaceone_job import auth
 from spaceone_job.api.servicer import JobServicer
+from spaceone_job.app import App
+from spaceone_job.config import Settings
 from spaceone_job.query.filters import Limits
 from spaceone_job.service import JobService
 from spaceone_job.store.model import new_document
@@ -208,15 +210,37 @@ class Live:
         return Answer(response, call.code(), call.details() or "", call.trailing_metadata() or ())
 
 
-@pytest.fixture
-def live(store: JobStore, clock: Clock, dev_keys: auth.DevKeys) -> Iterator[Live]:
-    from spaceone_job.app import App
-    from spaceone_job.config import Settings
+Serve = Callable[..., Live]
 
-    settings = Settings(host="127.0.0.1", port=0, state_dir=str(dev_keys.jwks.parent), grace_s=1)
-    app = App(settings, store=store, clock=clock)
-    port = app.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield Live(app, port, channel)
-    channel.close()
-    app.stop(0)
+
+@pytest.fixture
+def serve(store: JobStore, clock: Clock, dev_keys: auth.DevKeys) -> Iterator[Serve]:
+    """Start real servers on ephemeral ports: ``serve(**settings)``; all stopped afterwards."""
+    started: list[Live] = []
+
+    def start(job_store: JobStore | None = None, **overrides: Any) -> Live:
+        settings = Settings(
+            **{
+                "host": "127.0.0.1",
+                "port": 0,
+                "state_dir": str(dev_keys.jwks.parent),
+                "grace_s": 1,
+                "health_interval_s": 3600,
+                **overrides,
+            }
+        )
+        app = App(settings, store=job_store or store, clock=clock)
+        port = app.start()
+        live = Live(app, port, grpc.insecure_channel(f"127.0.0.1:{port}"))
+        started.append(live)
+        return live
+
+    yield start
+    for live in started:
+        live.channel.close()
+        live.app.stop(0)
+
+
+@pytest.fixture
+def live(serve: Serve) -> Live:
+    return serve()

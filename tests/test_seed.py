@@ -91,8 +91,6 @@ def test_the_demo_dataset_loads(store: JobStore, tmp_path: Path) -> None:
     assert 200 <= loaded <= 400
     statuses = {
         d["status"]
-        for d in store.find(
-            {}, projection={"status": 1}, sort=[], skip=0, limit=0, max_time_ms=1000
-        )
+        for d in store.find({}, projection={"status": 1}, sort=[], skip=0, limit=0, timeout=5)
     }
     assert statuses == {"IN_PROGRESS", "SUCCESS", "FAILURE", "CANCELED", "TIMEOUT"}

@@ -14,7 +14,7 @@ import grpc
 from google.protobuf import json_format, message, struct_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 
-from spaceone_job import auth, errors
+from spaceone_job import auth, errors, observe
 from spaceone_job.api import render
 from spaceone_job.auth import Authenticator, Caller
 from spaceone_job.service import JobService
@@ -40,12 +40,19 @@ def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Reques
     def wrap(method: Method[Request, Response]) -> Handler[Request, Response]:
         @functools.wraps(method)
         def handler(self: JobServicer, request: Request, context: grpc.ServicerContext) -> Response:
-            try:
-                caller = self.authenticator.authenticate(dict(context.invocation_metadata()))
-                auth.authorize(caller, permission)
-                return method(self, request, caller, remaining(context))
-            except Exception as exc:
-                errors.abort(context, exc)
+            metadata = dict(context.invocation_metadata())
+            with observe.observed(method.__name__, metadata) as call:
+                try:
+                    caller = self.authenticator.authenticate(metadata)
+                    call.domain_id = caller.domain_id
+                    auth.authorize(caller, permission)
+                    response = method(self, request, caller, remaining(context))
+                except Exception as exc:
+                    error = errors.as_service_error(exc)
+                    call.code, call.error_code = error.status_code, error.code
+                    errors.abort(context, error, call.trailing_metadata)
+                context.set_trailing_metadata(call.trailing_metadata)
+                return response
 
         return handler
 

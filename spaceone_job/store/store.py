@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import mongoengine
@@ -26,6 +26,7 @@ from pymongo.errors import (
     ExecutionTimeout,
     OperationFailure,
     PyMongoError,
+    ServerSelectionTimeoutError,
 )
 
 from spaceone_job.errors import ServiceError
@@ -53,10 +54,20 @@ def _request_timeout() -> ServiceError:
 class JobStore:
     """Jobs in one MongoDB collection (or its in-process mongomock stand-in)."""
 
-    def __init__(self, collection: Any, description: str, *, embedded: bool) -> None:
+    def __init__(
+        self,
+        collection: Any,
+        description: str,
+        *,
+        embedded: bool,
+        reach: Callable[[float], None] | None = None,
+        db_timeout_s: float = 5.0,
+    ) -> None:
         self._collection = collection
         self.description = description
         self.embedded = embedded
+        self._reach = reach
+        self._db_timeout_s = db_timeout_s
         # mongomock applies a conditional update as read-then-write in Python; a real server makes
         # it atomic. Serialising writes gives the embedded store the same guarantee.
         self._write_lock: contextlib.AbstractContextManager[Any] = (
@@ -66,12 +77,19 @@ class JobStore:
     @contextlib.contextmanager
     def _call(self, timeout: float | None) -> Iterator[None]:
         try:
+            if self._reach is not None:
+                # Finding a server may take the database timeout at most, even when the query
+                # itself may take longer (pymongo's timeout would otherwise govern both).
+                bound = self._db_timeout_s if timeout is None else min(timeout, self._db_timeout_s)
+                self._reach(bound)
             with pymongo.timeout(timeout):
                 yield
+        except ServerSelectionTimeoutError as exc:
+            raise _db_unavailable() from exc
         except ExecutionTimeout as exc:
             raise _request_timeout() from exc
         except ConnectionFailure as exc:
-            raise _db_unavailable() from exc
+            raise (_request_timeout() if exc.timeout else _db_unavailable()) from exc
         except DuplicateKeyError as exc:
             raise DuplicateJobId(str(exc.details or exc)) from exc
         except PyMongoError as exc:
@@ -122,8 +140,7 @@ class JobStore:
         sort: Sequence[tuple[str, int]],
         skip: int,
         limit: int,
-        max_time_ms: int,
-        timeout: float | None = None,
+        timeout: float,
     ) -> list[Document]:
         """Documents matching ``filter``, sorted and paged in the database."""
         with self._call(timeout):
@@ -133,18 +150,16 @@ class JobStore:
                 sort=list(sort) or None,
                 skip=skip,
                 limit=limit,
-                max_time_ms=max_time_ms,
+                max_time_ms=_ms(timeout),
             )
             return list(cursor)
 
-    def count(self, filter: Document, *, max_time_ms: int, timeout: float | None = None) -> int:
+    def count(self, filter: Document, *, timeout: float) -> int:
         """How many documents match ``filter``."""
         with self._call(timeout):
-            return int(self._collection.count_documents(filter, maxTimeMS=max_time_ms))
+            return int(self._collection.count_documents(filter, maxTimeMS=_ms(timeout)))
 
-    def aggregate(
-        self, pipeline: Sequence[Document], *, max_time_ms: int, timeout: float | None = None
-    ) -> list[Document]:
+    def aggregate(self, pipeline: Sequence[Document], *, timeout: float) -> list[Document]:
         """Run an aggregation pipeline in the database.
 
         The pipeline is built from a caller's stat query; when the stored values do not fit it
@@ -152,7 +167,7 @@ class JobStore:
         """
         with self._call(timeout):
             try:
-                return list(self._collection.aggregate(list(pipeline), maxTimeMS=max_time_ms))
+                return list(self._collection.aggregate(list(pipeline), maxTimeMS=_ms(timeout)))
             except OperationFailure as exc:
                 if exc.code in _SERVER_SIDE_CODES:
                     raise
@@ -191,6 +206,10 @@ class JobStore:
             self._collection.drop()
 
 
+def _ms(timeout: float) -> int:
+    return max(1, int(timeout * 1000))
+
+
 def _projection(projection: Mapping[str, Any] | None) -> dict[str, Any] | None:
     # The ObjectId is never rendered; leaving it out saves decoding it on every row.
     return None if projection is None else {"_id": 0, **projection}
@@ -213,6 +232,13 @@ def connect(uri: str, database: str, *, db_timeout_ms: int = 5000) -> JobStore:
             uuidRepresentation="standard",
         )
         description = f"MongoDB {_redact(uri)} database {database}"
+        client = get_db(alias).client
+
+        def reach(timeout: float) -> None:
+            if not client.topology_description.has_writable_server():
+                with pymongo.timeout(timeout):
+                    client.admin.command("ping")
+
     else:
         mongoengine.connect(
             alias=alias,
@@ -223,7 +249,11 @@ def connect(uri: str, database: str, *, db_timeout_ms: int = 5000) -> JobStore:
         )
         description = EMBEDDED_DESCRIPTION
     collection = get_db(alias)[Job._meta["collection"]]
-    return JobStore(collection, description, embedded=not uri)
+    if not uri:
+        return JobStore(collection, description, embedded=True)
+    return JobStore(
+        collection, description, embedded=False, reach=reach, db_timeout_s=db_timeout_ms / 1000
+    )
 
 
 def _redact(uri: str) -> str:

@@ -1,0 +1,300 @@
+"""Operability: database outages, deadlines, load limits, replicas, request ids, metrics, TLS."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pymongo.errors import AutoReconnect, ExecutionTimeout, NetworkTimeout
+from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
+
+from spaceone_job.app import JOB_SERVICE
+from spaceone_job.store.store import JobStore, connect
+
+from .conftest import Live, Serve, Token
+
+CLOSED_PORT_URI = "mongodb://127.0.0.1:9/?directConnection=true"
+
+
+def health_of(live: Live, service: str = JOB_SERVICE) -> int:
+    stub = health_pb2_grpc.HealthStub(live.channel)
+    return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status)
+
+
+def test_unreachable_database_answers_unavailable_fast_and_health_follows(
+    serve: Serve, token: Token
+) -> None:
+    down = connect(CLOSED_PORT_URI, "cost-analysis", db_timeout_ms=300)
+    live = serve(down, db_timeout_ms=300)
+    started = time.monotonic()
+    answer = live.call("get", job_pb2.JobRequest(job_id="job-000000000001"), token())
+    assert time.monotonic() - started < 2
+    assert answer.code is grpc.StatusCode.UNAVAILABLE
+    assert answer.error_code == "ERROR_DB_UNAVAILABLE"
+    assert live.app.monitor is not None and live.app.monitor.check() is False
+    assert health_of(live) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert health_of(live, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_the_client_deadline_bounds_a_call_to_a_dead_database(serve: Serve, token: Token) -> None:
+    down = connect(CLOSED_PORT_URI, "cost-analysis", db_timeout_ms=5000)
+    live = serve(down)
+    started = time.monotonic()
+    answer = live.call("list", job_pb2.JobQuery(), token(), timeout=0.5)
+    assert time.monotonic() - started < 1.5, "never the driver's 30 s"
+    assert answer.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_health_recovers_when_the_database_returns(
+    live: Live, store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monitor = live.app.monitor
+    assert monitor is not None
+    monkeypatch.setattr(store, "ping", lambda timeout=None: False)
+    monitor.check()
+    assert health_of(live) == health_pb2.HealthCheckResponse.NOT_SERVING
+    monkeypatch.setattr(store, "ping", lambda timeout=None: True)
+    monitor.check()
+    assert health_of(live) == health_pb2.HealthCheckResponse.SERVING
+
+
+class Failing:
+    """A collection that raises a given driver error on every read."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            raise self.error
+
+        return fail
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (
+            ExecutionTimeout("operation exceeded time limit", 50),
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "ERROR_REQUEST_TIMEOUT",
+        ),
+        (NetworkTimeout("timed out"), grpc.StatusCode.DEADLINE_EXCEEDED, "ERROR_REQUEST_TIMEOUT"),
+        (AutoReconnect("connection reset"), grpc.StatusCode.UNAVAILABLE, "ERROR_DB_UNAVAILABLE"),
+    ],
+)
+def test_database_failures_map_to_statuses(
+    serve: Serve, token: Token, error: Exception, status: grpc.StatusCode, code: str
+) -> None:
+    live = serve(JobStore(Failing(error), "failing", embedded=False))
+    calls = [("get", job_pb2.JobRequest(job_id="job-000000000001")), ("list", job_pb2.JobQuery())]
+    for method, request in calls * 2:  # the server keeps answering
+        answer = live.call(method, request, token())
+        assert (answer.code, answer.error_code) == (status, code)
+
+
+def test_calls_over_the_limit_are_refused_and_health_still_answers(
+    serve: Serve, token: Token, add: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add(job_id="job-000000000001")
+    live = serve(max_concurrent_rpcs=1)
+    entered, release = threading.Event(), threading.Event()
+    original = live.app.service.get
+
+    def slow_get(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(10)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(live.app.service, "get", slow_get)
+    first: list[Any] = []
+    blocked = threading.Thread(
+        target=lambda: first.append(
+            live.call("get", job_pb2.JobRequest(job_id="job-000000000001"), token())
+        )
+    )
+    blocked.start()
+    assert entered.wait(10)
+    refused = live.call("list", job_pb2.JobQuery(), token())
+    assert refused.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.error_code == "ERROR_TOO_MANY_REQUESTS"
+    assert health_of(live) == health_pb2.HealthCheckResponse.SERVING
+    release.set()
+    blocked.join(10)
+    assert first[0].code is grpc.StatusCode.OK
+    assert live.call("list", job_pb2.JobQuery(), token()).code is grpc.StatusCode.OK
+
+
+def test_two_replicas_on_one_store_cancel_once(
+    serve: Serve,
+    store: JobStore,
+    token: Token,
+    add: Callable[..., dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    add(job_id="job-000000000001")
+    replicas = [serve(), serve()]
+    writes: list[Any] = []
+    original = store.update_one
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        changed = original(*args, **kwargs)
+        if changed is not None:
+            writes.append(changed)
+        return changed
+
+    monkeypatch.setattr(store, "update_one", counting)
+    answers: list[Any] = []
+    barrier = threading.Barrier(12)
+    caller = token()
+
+    def cancel(replica: Live) -> None:
+        barrier.wait()
+        answers.append(
+            replica.call("cancel", job_pb2.JobRequest(job_id="job-000000000001"), caller)
+        )
+
+    threads = [threading.Thread(target=cancel, args=(replicas[i % 2],)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.code for a in answers] == [grpc.StatusCode.OK] * 12
+    assert len(writes) == 1
+
+
+def test_each_call_logs_one_line_and_returns_its_request_id(
+    live: Live, token: Token, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = job_pb2_grpc.JobStub(live.channel)
+    caplog.set_level(logging.INFO, logger="spaceone_job.calls")
+    _, call = stub.list.with_call(
+        job_pb2.JobQuery(), metadata=(("token", token()), ("x-request-id", "req-42")), timeout=5
+    )
+    assert ("x-request-id", "req-42") in call.trailing_metadata()
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.get(job_pb2.JobRequest(job_id="job-nope"), metadata=(("token", token()),), timeout=5)
+    generated = dict(raised.value.trailing_metadata())["x-request-id"]
+    assert len(generated) == 32
+    lines = [r.getMessage() for r in caplog.records if r.name == "spaceone_job.calls"]
+    assert len(lines) == 2
+    assert '"method":"list","code":"OK"' in lines[0] and '"request_id":"req-42"' in lines[0]
+    assert '"code":"NOT_FOUND","error":"ERROR_NOT_FOUND"' in lines[1]
+    assert (
+        '"domain_id":"domain-aaaaaaaaaaaa"' in lines[1]
+        and f'"request_id":"{generated}"' in lines[1]
+    )
+
+
+def test_prometheus_metrics_count_calls(serve: Serve, token: Token) -> None:
+    live = serve(metrics_port=0)
+    live.call("list", job_pb2.JobQuery(), token())
+    live.call("get", job_pb2.JobRequest(job_id="job-nope"), token())
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{live.app.metrics_port}/metrics", timeout=5
+    ) as page:
+        text = page.read().decode()
+    assert 'spaceone_job_calls_total{code="OK",method="list"}' in text
+    assert 'spaceone_job_calls_total{code="NOT_FOUND",method="get"}' in text
+    assert "spaceone_job_call_seconds_bucket" in text and "spaceone_job_calls_in_flight" in text
+
+
+def _certificate(
+    name: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    ca: bool = False,
+) -> x509.Certificate:
+    now = datetime.now(UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer[0].subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+        )
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+
+def _pem(
+    tmp: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
+    cert_path, key_path = tmp / f"{name}.pem", tmp / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Path]:
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("test-ca", ca_key, None, ca=True)
+    files: dict[str, Path] = {}
+    files["ca"], _ = _pem(tmp_path, "ca", ca, ca_key)
+    for name in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        files[name], files[f"{name}_key"] = _pem(
+            tmp_path, name, _certificate("localhost", key, (ca, ca_key)), key
+        )
+    return files
+
+
+def _secure_list(port: int, token: str, pki: dict[str, Path], client_cert: bool) -> grpc.StatusCode:
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=pki["ca"].read_bytes(),
+        private_key=pki["client_key"].read_bytes() if client_cert else None,
+        certificate_chain=pki["client"].read_bytes() if client_cert else None,
+    )
+    with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
+        try:
+            job_pb2_grpc.JobStub(channel).list(
+                job_pb2.JobQuery(), metadata=(("token", token),), timeout=5
+            )
+        except grpc.RpcError as error:
+            return error.code()
+    return grpc.StatusCode.OK
+
+
+def test_tls(serve: Serve, token: Token, pki: dict[str, Path]) -> None:
+    live = serve(host="localhost", tls_cert=str(pki["server"]), tls_key=str(pki["server_key"]))
+    assert _secure_list(live.port, token(), pki, client_cert=False) is grpc.StatusCode.OK
+
+
+def test_mutual_tls_requires_a_client_certificate(
+    serve: Serve, token: Token, pki: dict[str, Path]
+) -> None:
+    live = serve(
+        host="localhost",
+        tls_cert=str(pki["server"]),
+        tls_key=str(pki["server_key"]),
+        tls_client_ca=str(pki["ca"]),
+    )
+    assert _secure_list(live.port, token(), pki, client_cert=True) is grpc.StatusCode.OK
+    assert _secure_list(live.port, token(), pki, client_cert=False) is grpc.StatusCode.UNAVAILABLE
