@@ -345,11 +345,19 @@ def _unwind(spec: Mapping[str, Any], names: Names, where: str, ctx: _Context) ->
     return stages
 
 
-def _count_stage(spec: Mapping[str, Any], names: Names, where: str) -> Clause:
+def _count_stage(spec: Any, names: Names, where: str, ctx: _Context) -> list[Clause]:
+    if not isinstance(spec, Mapping):
+        raise invalid(where, "count is an object.")
     name = _name(spec, where, set())
     names.kinds = {name: Kind.INT}
     names.group_keys = set()
-    return {"$count": name}
+    # $count spelled out: one row {name: N}, and no row at all when nothing is left. (mongomock
+    # answers a row of 0 there, for $count and for $group alike; the $match keeps both honest.)
+    return [
+        {"$group": {"_id": None, name: {"$sum": 1}}},
+        {"$match": {name: {"$gt": 0}}},
+        {"$project": {"_id": 0}},
+    ]
 
 
 def _sort(items: Any, names: Names, where: str) -> Clause:
@@ -400,7 +408,7 @@ def _bounded(name: str, low: int) -> StageBuild:
 STAGES: Mapping[str, StageBuild] = {
     "unwind": _unwind_stage,
     "group": _object_stage(_group),
-    "count": _object_stage(_count_stage),
+    "count": _count_stage,
     "sort": lambda spec, names, where, ctx: [_sort(spec, names, where)],
     "project": _object_stage(_project),
     "limit": _bounded("limit", 1),
