@@ -35,6 +35,10 @@ test: $(STAMP)
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py
 
+# Our server vs a bare grpcio ceiling at 1k and 10k jobs; writes bench/RESULTS.md (a few minutes).
+bench: $(STAMP)
+	$(PY) bench/run.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check spaceone_job tests
 	$(VENV)/bin/ruff format --check spaceone_job tests

@@ -7,12 +7,13 @@ MongoDB; then every test gets its own database there, dropped afterwards.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import grpc_testing
@@ -244,3 +245,46 @@ def serve(store: JobStore, clock: Clock, dev_keys: auth.DevKeys) -> Iterator[Ser
 @pytest.fixture
 def live(serve: Serve) -> Live:
     return serve()
+
+
+T = TypeVar("T")
+
+
+def together(count: int, work: Callable[[int], T]) -> list[T]:
+    """Run ``work(0..count-1)`` on ``count`` threads released at the same moment; the results."""
+    barrier = threading.Barrier(count)
+    results: list[T] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results.append(work(i))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+@pytest.fixture
+def writes(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every conditional update that changed a job, as the store performs them."""
+    changed: list[dict[str, Any]] = []
+    original = store.update_one
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        doc = original(*args, **kwargs)
+        if doc is not None:
+            changed.append(doc)
+        return doc
+
+    monkeypatch.setattr(store, "update_one", counting)
+    return changed
+
+
+def assert_refused(answer: Answer, code: str, mentions: str) -> None:
+    """The call was refused as the caller's mistake, with ``code``, naming ``mentions``."""
+    assert answer.code is grpc.StatusCode.INVALID_ARGUMENT, answer.details
+    assert answer.error_code == code
+    assert mentions in answer.details

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from spaceone.api.cost_analysis.v1 import job_pb2
 
 from spaceone_job import auth
+from spaceone_job.errors import ServiceError
 
 from .conftest import D1, D2, WS1, WS2, InProcess, Token
 
@@ -214,3 +215,21 @@ def test_injected_params_cannot_rewrite_the_scope(
     forged = token(injected_params={"domain_id": D2})
     answer = api.call("get", job_pb2.JobRequest(job_id="job-0000000other"), forged)
     assert answer.code is NOT_FOUND
+
+
+def test_a_remembered_token_still_expires(dev_keys: auth.DevKeys) -> None:
+    now = [1_000_000.0]
+    authenticator = auth.Authenticator.from_jwks_file(dev_keys.jwks, clock=lambda: now[0])
+    signed = jwt.encode(
+        {"did": D1, "rol": auth.DOMAIN_ADMIN, "ver": "2.0", "exp": 1_000_100, "nbf": 999_990},
+        dev_keys.private_key.read_bytes(),
+        algorithm="RS256",
+        headers={"kid": auth.DEV_KID},
+    )
+    metadata = {"token": signed}
+    assert authenticator.authenticate(metadata).domain_id == D1
+    assert authenticator.authenticate(metadata).domain_id == D1
+    now[0] = 1_000_100 + auth.LEEWAY_S + 1
+    with pytest.raises(ServiceError) as raised:
+        authenticator.authenticate(metadata)
+    assert raised.value.code == "ERROR_AUTHENTICATE_FAILURE"

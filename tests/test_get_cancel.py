@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -16,7 +15,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2
 
 from spaceone_job.store.store import JobStore
 
-from .conftest import NOW, Clock, InProcess, Live, Token
+from .conftest import NOW, Clock, InProcess, Live, Token, together
 
 # The example job of the public API reference (job-api-reference.md, get/cancel response).
 REFERENCE = {
@@ -148,34 +147,11 @@ def test_cancel_of_a_finished_job_is_failed_precondition(
 
 
 def test_twelve_concurrent_cancels_all_succeed_with_one_write(
-    store: JobStore, add: Callable[..., dict[str, Any]], api: InProcess, token: Token, clock: Clock
+    add: Callable[..., dict[str, Any]], api: InProcess, token: Token, writes: list[Any]
 ) -> None:
     running = add(job_id="job-ddddddddddd1")
-    writes = []
-    original = store.update_one
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        changed = original(*args, **kwargs)
-        if changed is not None:
-            writes.append(changed)
-        return changed
-
-    store.update_one = counting  # type: ignore[method-assign]
-    answers: list[Any] = []
-    barrier = threading.Barrier(12)
-    caller_token = token()
-
-    def cancel() -> None:
-        barrier.wait()
-        answers.append(
-            api.call("cancel", job_pb2.JobRequest(job_id=running["job_id"]), caller_token)
-        )
-
-    threads = [threading.Thread(target=cancel) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    request, caller = job_pb2.JobRequest(job_id=running["job_id"]), token()
+    answers = together(12, lambda _: api.call("cancel", request, caller))
     assert [a.code for a in answers] == [grpc.StatusCode.OK] * 12
     assert {a.response.status for a in answers} == {job_pb2.JobInfo.CANCELED}
     assert len(writes) == 1

@@ -10,7 +10,7 @@ from spaceone_job.errors import ServiceError
 from spaceone_job.lifecycle import Lifecycle, Sweeper
 from spaceone_job.store.store import JobStore
 
-from .conftest import D1, WS1, Clock
+from .conftest import D1, WS1, Clock, together
 
 
 @pytest.fixture
@@ -102,18 +102,7 @@ def test_replicas_sweeping_at_once_move_each_job_once(lifecycle: Lifecycle, cloc
     for i in range(20):
         lifecycle.create(domain_id=D1, data_source_id=f"ds-{i}")
     clock.advance(hours=3)
-    moved: list[int] = []
-    barrier = threading.Barrier(4)
-
-    def replica() -> None:
-        barrier.wait()
-        moved.append(lifecycle.sweep_timeouts(7200))
-
-    threads = [threading.Thread(target=replica) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    moved = together(4, lambda _: lifecycle.sweep_timeouts(7200))
     assert sum(moved) == 20
 
 

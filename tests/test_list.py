@@ -13,7 +13,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2
 
 from spaceone_job import auth
 
-from .conftest import D2, NOW, WS1, Answer, InProcess, Token
+from .conftest import D2, NOW, WS1, Answer, InProcess, Token, assert_refused
 
 A, B, C, D = "job-aaaa00000001", "job-bbbb00000002", "job-cccc00000003", "job-dddd00000004"
 ALL = {A, B, C, D}
@@ -315,9 +315,7 @@ def test_invalid_queries_are_invalid_argument(
     api: InProcess, token: Token, request_: dict[str, Any], code: str, mentions: str
 ) -> None:
     answer = listing(api, token, request_)
-    assert answer.code is grpc.StatusCode.INVALID_ARGUMENT, answer.details
-    assert answer.error_code == code
-    assert mentions in answer.details
+    assert_refused(answer, code, mentions)
 
 
 def test_in_lists_are_bounded(api: InProcess, token: Token) -> None:

@@ -24,7 +24,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 from spaceone_job.app import JOB_SERVICE
 from spaceone_job.store.store import JobStore, connect
 
-from .conftest import Live, Serve, Token
+from .conftest import Live, Serve, Token, together
 
 CLOSED_PORT_URI = "mongodb://127.0.0.1:9/?directConnection=true"
 
@@ -99,7 +99,7 @@ class Failing:
 def test_database_failures_map_to_statuses(
     serve: Serve, token: Token, error: Exception, status: grpc.StatusCode, code: str
 ) -> None:
-    live = serve(JobStore(Failing(error), "failing", embedded=False))
+    live = serve(JobStore(Failing(error), "failing"))
     calls = [("get", job_pb2.JobRequest(job_id="job-000000000001")), ("list", job_pb2.JobQuery())]
     for method, request in calls * 2:  # the server keeps answering
         answer = live.call(method, request, token())
@@ -139,39 +139,12 @@ def test_calls_over_the_limit_are_refused_and_health_still_answers(
 
 
 def test_two_replicas_on_one_store_cancel_once(
-    serve: Serve,
-    store: JobStore,
-    token: Token,
-    add: Callable[..., dict[str, Any]],
-    monkeypatch: pytest.MonkeyPatch,
+    serve: Serve, token: Token, add: Callable[..., dict[str, Any]], writes: list[Any]
 ) -> None:
     add(job_id="job-000000000001")
     replicas = [serve(), serve()]
-    writes: list[Any] = []
-    original = store.update_one
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        changed = original(*args, **kwargs)
-        if changed is not None:
-            writes.append(changed)
-        return changed
-
-    monkeypatch.setattr(store, "update_one", counting)
-    answers: list[Any] = []
-    barrier = threading.Barrier(12)
-    caller = token()
-
-    def cancel(replica: Live) -> None:
-        barrier.wait()
-        answers.append(
-            replica.call("cancel", job_pb2.JobRequest(job_id="job-000000000001"), caller)
-        )
-
-    threads = [threading.Thread(target=cancel, args=(replicas[i % 2],)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    request, caller = job_pb2.JobRequest(job_id="job-000000000001"), token()
+    answers = together(12, lambda i: replicas[i % 2].call("cancel", request, caller))
     assert [a.code for a in answers] == [grpc.StatusCode.OK] * 12
     assert len(writes) == 1
 

@@ -16,7 +16,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2
 from spaceone_job import auth
 from spaceone_job.api.render import timestamp
 
-from .conftest import D2, WS1, WS2, Answer, InProcess, Token
+from .conftest import D2, WS1, WS2, Answer, InProcess, Token, assert_refused
 
 STATUSES = ("SUCCESS", "FAILURE", "CANCELED", "TIMEOUT", "IN_PROGRESS")
 SOURCES = ("ds-000000000001", "ds-000000000002", "ds-000000000003")
@@ -499,12 +499,29 @@ def test_invalid_stat_queries_are_invalid_argument(
     api: InProcess, token: Token, query: dict[str, Any], code: str, mentions: str
 ) -> None:
     answer = stat(api, token, query)
-    assert answer.code is grpc.StatusCode.INVALID_ARGUMENT, answer.details
-    assert answer.error_code == code
-    assert mentions in answer.details
+    assert_refused(answer, code, mentions)
 
 
 def test_stat_without_query_is_invalid_argument(api: InProcess, token: Token) -> None:
     answer = api.call("stat", job_pb2.JobStatQuery(), token())
     assert answer.code is grpc.StatusCode.INVALID_ARGUMENT
     assert answer.details.endswith("(key = query)")
+
+
+def test_null_dates_group_under_null(
+    api: InProcess, token: Token, jobs: list[dict[str, Any]], add: Callable[..., dict[str, Any]]
+) -> None:
+    add(job_id="job-0000000fffff", finished_at=None)
+    query = {
+        "aggregate": [
+            group(
+                [{"key": "finished_at", "name": "month", "date_format": "month"}],
+                [{"name": "n", "operator": "count"}],
+            ),
+            {"sort": [{"key": "month"}]},
+        ]
+    }
+    got = results(stat(api, token, query))["results"]
+    expected = Counter(j["finished_at"].month if j["finished_at"] else None for j in jobs)
+    expected[None] += 1
+    assert {r.get("month"): r["n"] for r in got} == dict(expected)

@@ -40,6 +40,11 @@ def _as_list(value: Any) -> list[Any]:
 def job_info(doc: Document, minimal: bool = False) -> job_pb2.JobInfo:
     """A stored job as ``JobInfo``; ``minimal`` keeps upstream's short form."""
     info = job_pb2.JobInfo()
+    _fill(info, doc, minimal)
+    return info
+
+
+def _fill(info: job_pb2.JobInfo, doc: Document, minimal: bool) -> None:
     for name in _MINIMAL_STRINGS if minimal else _STRINGS:
         value = doc.get(name)
         if value is not None:
@@ -52,31 +57,32 @@ def job_info(doc: Document, minimal: bool = False) -> job_pb2.JobInfo:
     if status is not None:
         info.status = _STATUS(status)  # type: ignore[assignment]
     if minimal:
-        return info
+        return
     resource_group = doc.get("resource_group")
     if resource_group is not None:
         info.resource_group = _RESOURCE_GROUP(resource_group)  # type: ignore[assignment]
     options = doc.get("options")
     if options is not None:
-        info.options.update(plain(options))
+        info.options.SetInParent()  # an empty dict is an empty Struct, present, as upstream
+        _update(info.options, options)
     for name in _TIMES:
         value = doc.get(name)
         if value is not None:
             setattr(info, name, timestamp(value))
     for changed in _as_list(doc.get("changed")):
         item = info.changed.add(start=changed.get("start") or "", end=changed.get("end") or "")
-        if changed.get("filter") is not None:
-            item.filter.update(plain(changed["filter"]))
+        if changed.get("filter"):
+            _update(item.filter, changed["filter"])
     for account in _as_list(doc.get("synced_accounts")):
         info.synced_accounts.add(account_id=account.get("account_id") or "")
-    return info
 
 
 def jobs_info(docs: Iterable[Document], total_count: int, minimal: bool) -> job_pb2.JobsInfo:
-    """A page of jobs and the count before paging."""
-    return job_pb2.JobsInfo(
-        results=[job_info(doc, minimal) for doc in docs], total_count=total_count
-    )
+    """A page of jobs and the count before paging (each filled in place, never copied)."""
+    page = job_pb2.JobsInfo(total_count=total_count)
+    for doc in docs:
+        _fill(page.results.add(), doc, minimal)
+    return page
 
 
 def plain(value: Any) -> Any:
@@ -90,6 +96,15 @@ def plain(value: Any) -> Any:
     if isinstance(value, ObjectId):
         return str(value)
     return value
+
+
+def _update(target: struct_pb2.Struct, value: Mapping[str, Any]) -> None:
+    # Stored dicts are almost always plain JSON; convert (slowly) only what Struct refuses.
+    try:
+        target.update(value)
+    except (ValueError, TypeError):
+        target.Clear()
+        target.update(plain(value))
 
 
 def struct(value: Mapping[str, Any]) -> struct_pb2.Struct:

@@ -221,13 +221,19 @@ def _group_key(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Any, K
     if kind not in (Kind.DATETIME, Kind.ANY):
         raise invalid(f"{where}.date_format", f"{path[1:]} does not hold dates.")
     if date_format in _DATE_PARTS:
-        return {_DATE_PARTS[date_format]: path}, Kind.INT
+        return _unless_null(path, {_DATE_PARTS[date_format]: path}), Kind.INT
     if not isinstance(date_format, str) or not _DATE_FORMAT.match(date_format):
         raise invalid(
             f"{where}.date_format",
             "use year, month, day or a format of %Y %m %d %H %M %S %L %j %w %U %G %V %u %z %Z.",
         )
-    return {"$dateToString": {"format": date_format, "date": path}}, Kind.STRING
+    return _unless_null(path, {"$dateToString": {"format": date_format, "date": path}}), Kind.STRING
+
+
+def _unless_null(path: str, expression: Clause) -> Clause:
+    # A null date (finished_at of a running job) groups under null, as in MongoDB; said
+    # explicitly because mongomock fails on date operators over null.
+    return {"$cond": [{"$ifNull": [path, False]}, expression, None]}
 
 
 def _group(spec: Mapping[str, Any], names: Names, where: str) -> Clause:

@@ -9,6 +9,7 @@ server-side ``maxTimeMS`` limit. Database failures become ``ERROR_DB_UNAVAILABLE
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 
 import mongoengine
 import mongomock
+from mongomock.filtering import filter_applies
 import pymongo
 from mongoengine.connection import get_db
 from pymongo import ReturnDocument
@@ -52,27 +54,22 @@ def _request_timeout() -> ServiceError:
 
 
 class JobStore:
-    """Jobs in one MongoDB collection (or its in-process mongomock stand-in)."""
+    """Jobs in one MongoDB collection."""
+
+    embedded = False
 
     def __init__(
         self,
         collection: Any,
         description: str,
         *,
-        embedded: bool,
         reach: Callable[[float], None] | None = None,
         db_timeout_s: float = 5.0,
     ) -> None:
         self._collection = collection
         self.description = description
-        self.embedded = embedded
         self._reach = reach
         self._db_timeout_s = db_timeout_s
-        # mongomock applies a conditional update as read-then-write in Python; a real server makes
-        # it atomic. Serialising writes gives the embedded store the same guarantee.
-        self._write_lock: contextlib.AbstractContextManager[Any] = (
-            threading.Lock() if embedded else contextlib.nullcontext()
-        )
 
     @contextlib.contextmanager
     def _call(self, timeout: float | None) -> Iterator[None]:
@@ -118,7 +115,7 @@ class JobStore:
         """Insert documents; a ``job_id`` already stored raises :class:`DuplicateJobId`."""
         if not documents:
             return
-        with self._write_lock, self._call(timeout):
+        with self._call(timeout):
             self._collection.insert_many(list(documents), ordered=True)
 
     def find_one(
@@ -186,7 +183,7 @@ class JobStore:
         timeout: float | None = None,
     ) -> Document | None:
         """Apply ``changes`` (an update document) to one match, atomically; the new document."""
-        with self._write_lock, self._call(timeout):
+        with self._call(timeout):
             doc: Document | None = self._collection.find_one_and_update(
                 filter,
                 changes,
@@ -197,22 +194,121 @@ class JobStore:
 
     def update_many(self, filter: Document, changes: Document, timeout: float | None = None) -> int:
         """Apply ``changes`` to every match; how many changed."""
-        with self._write_lock, self._call(timeout):
+        with self._call(timeout):
             return int(self._collection.update_many(filter, changes).modified_count)
 
     def drop(self) -> None:
         """Remove every job (tests and development only)."""
-        with self._write_lock, self._call(None):
+        with self._call(None):
             self._collection.drop()
+
+
+class EmbeddedJobStore(JobStore):
+    """The in-process mongomock store (development and tests), made to behave like MongoDB.
+
+    mongomock has no indexes: it scans every document for every query and checks uniqueness by
+    scanning on every insert. A ``job_id`` map stands in for MongoDB's unique index: it keeps
+    ``job_id`` unique, and a query that pins one ``job_id`` (get, cancel) looks at that one
+    document, matched by mongomock's own filter code. mongomock also applies a conditional update
+    as read-then-write; serialising writes makes it atomic, as a real server does.
+    """
+
+    embedded = True
+
+    def __init__(self, collection: Any, description: str) -> None:
+        super().__init__(collection, description)
+        self._lock = threading.RLock()
+        self._ids: dict[str, Any] = {}
+
+    def ensure_indexes(self) -> None:
+        """Nothing to create: mongomock's indexes only slow inserts; see the class doc."""
+
+    def insert(self, documents: Sequence[Document], timeout: float | None = None) -> None:
+        """Insert documents; a ``job_id`` already stored raises :class:`DuplicateJobId`."""
+        with self._lock:
+            batch = [doc["job_id"] for doc in documents]
+            clash = next((j for j in batch if j in self._ids), None)
+            if clash is None and len(set(batch)) != len(batch):
+                clash = next(j for j in batch if batch.count(j) > 1)
+            if clash is not None:
+                raise DuplicateJobId(f"job_id {clash} is already stored")
+            super().insert(documents, timeout)
+            self._ids.update((doc["job_id"], doc["_id"]) for doc in documents)
+
+    def _pinned(self, filter: Document) -> tuple[bool, Document | None]:
+        """Whether ``filter`` pins one ``job_id``, and then the stored document if it matches."""
+        job_id = _pinned_job_id(filter)
+        if job_id is None:
+            return False, None
+        try:
+            stored: Document = self._collection._store[self._ids[job_id]]
+        except KeyError:
+            return True, None
+        return True, stored if filter_applies(filter, stored) else None
+
+    def find_one(
+        self,
+        filter: Document,
+        projection: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Document | None:
+        """The first document matching ``filter``, or None."""
+        if projection is None:
+            pinned, found = self._pinned(filter)
+            if pinned:
+                return None if found is None else _without_id(found)
+        return super().find_one(filter, projection, timeout)
+
+    def update_one(
+        self,
+        filter: Document,
+        changes: Document,
+        projection: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Document | None:
+        """Apply ``changes`` to one match, atomically; the new document."""
+        with self._lock:
+            pinned, found = self._pinned(filter)
+            if pinned and found is None:
+                return None
+            if found is not None:
+                filter = {"_id": found["_id"]}  # matched above
+            return super().update_one(filter, changes, projection, timeout)
+
+    def update_many(self, filter: Document, changes: Document, timeout: float | None = None) -> int:
+        """Apply ``changes`` to every match; how many changed."""
+        with self._lock:
+            return super().update_many(filter, changes, timeout)
+
+    def drop(self) -> None:
+        """Remove every job."""
+        with self._lock:
+            super().drop()
+            self._ids.clear()
+
+
+def _pinned_job_id(filter: Document) -> str | None:
+    """The ``job_id`` a filter requires, when one of its top-level conjuncts says ``job_id == x``."""
+    for clause in (filter, *filter.get("$and", ())):
+        value = clause.get("job_id")
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _without_id(stored: Document) -> Document:
+    doc = copy.deepcopy(stored)
+    del doc["_id"]
+    return doc
 
 
 def _ms(timeout: float) -> int:
     return max(1, int(timeout * 1000))
 
 
-def _projection(projection: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _projection(projection: Mapping[str, Any] | None) -> dict[str, Any]:
     # The ObjectId is never rendered; leaving it out saves decoding it on every row.
-    return None if projection is None else {"_id": 0, **projection}
+    return {"_id": 0, **(projection or {})}
 
 
 def connect(uri: str, database: str, *, db_timeout_ms: int = 5000) -> JobStore:
@@ -250,10 +346,8 @@ def connect(uri: str, database: str, *, db_timeout_ms: int = 5000) -> JobStore:
         description = EMBEDDED_DESCRIPTION
     collection = get_db(alias)[Job._meta["collection"]]
     if not uri:
-        return JobStore(collection, description, embedded=True)
-    return JobStore(
-        collection, description, embedded=False, reach=reach, db_timeout_s=db_timeout_ms / 1000
-    )
+        return EmbeddedJobStore(collection, description)
+    return JobStore(collection, description, reach=reach, db_timeout_s=db_timeout_ms / 1000)
 
 
 def _redact(uri: str) -> str:
