@@ -120,7 +120,9 @@ class App:
 
     def start(self) -> int:
         """Serve; the bound port."""
-        servicer = JobServicer(self.service, self.keys.authenticator)
+        servicer = JobServicer(
+            self.service, self.keys.authenticator, self.settings.max_concurrent_rpcs
+        )
 
         def register(server: grpc.Server) -> None:
             job_pb2_grpc.add_JobServicer_to_server(servicer, server)

@@ -5,22 +5,20 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from spaceone_job import errors
 from spaceone_job.config import Settings
 
 Register = Callable[[grpc.Server], None]
-# Threads beyond the call limit, so that calls over it are refused at once instead of queueing.
+# Threads beyond the Job call limit (see api/servicer.py), so that calls over it are refused at
+# once instead of queueing, and health and reflection always find a thread.
 REFUSING_THREADS = 8
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -47,48 +45,6 @@ class Served:
         self.server.stop(grace_s).wait()
 
 
-class ConcurrencyGate(grpc.ServerInterceptor):  # type: ignore[misc]
-    """At most ``limit`` calls of ``services`` run at once; more get RESOURCE_EXHAUSTED.
-
-    Health and reflection are never gated: an overloaded server must still say how it is.
-    """
-
-    def __init__(self, limit: int, services: Sequence[str]) -> None:
-        self._slots = threading.BoundedSemaphore(limit)
-        self._prefixes = tuple(f"/{name}/" for name in services)
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        if not details.method.startswith(self._prefixes):
-            return handler
-        behavior = handler.unary_unary
-
-        def gated(request: Any, context: grpc.ServicerContext) -> Any:
-            if not self._slots.acquire(blocking=False):
-                errors.abort(
-                    context,
-                    errors.ServiceError(
-                        "ERROR_TOO_MANY_REQUESTS", "The server is at its call limit; retry later."
-                    ),
-                )
-            try:
-                return behavior(request, context)
-            finally:
-                self._slots.release()
-
-        return grpc.unary_unary_rpc_method_handler(
-            gated,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
 def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if not settings.tls_cert:
         return None
@@ -107,7 +63,6 @@ def build_server(settings: Settings, services: Sequence[str], register: Register
     threads = settings.max_concurrent_rpcs + REFUSING_THREADS
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
-        interceptors=[ConcurrencyGate(settings.max_concurrent_rpcs, services)],
         options=[("grpc.max_receive_message_length", settings.max_receive_message_bytes)],
         # A backstop for calls still waiting for a thread; grpc refuses beyond it.
         maximum_concurrent_rpcs=4 * threads,

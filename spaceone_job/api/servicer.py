@@ -6,8 +6,10 @@ the service; every failure leaves through :func:`spaceone_job.errors.abort`, the
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -43,10 +45,11 @@ def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Reques
             metadata = dict(context.invocation_metadata())
             with observe.observed(method.__name__, metadata) as call:
                 try:
-                    caller = self.authenticator.authenticate(metadata)
-                    call.domain_id = caller.domain_id
-                    auth.authorize(caller, permission)
-                    response = method(self, request, caller, remaining(context))
+                    with self.slot():
+                        caller = self.authenticator.authenticate(metadata)
+                        call.domain_id = caller.domain_id
+                        auth.authorize(caller, permission)
+                        response = method(self, request, caller, remaining(context))
                 except Exception as exc:
                     error = errors.as_service_error(exc)
                     call.code, call.error_code = error.status_code, error.code
@@ -67,9 +70,24 @@ def as_dict(request: message.Message) -> dict[str, Any]:
 class JobServicer(job_pb2_grpc.JobServicer):
     """``spaceone.api.cost_analysis.v1.Job``."""
 
-    def __init__(self, service: JobService, authenticator: Authenticator) -> None:
+    def __init__(
+        self, service: JobService, authenticator: Authenticator, max_concurrent: int = 64
+    ) -> None:
         self.service = service
         self.authenticator = authenticator
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """One of ``max_concurrent`` places; none free -> RESOURCE_EXHAUSTED at once."""
+        if not self._slots.acquire(blocking=False):
+            raise errors.ServiceError(
+                "ERROR_TOO_MANY_REQUESTS", "The server is at its call limit; retry later."
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     @rpc(auth.WRITE)
     def cancel(

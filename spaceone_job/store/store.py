@@ -9,7 +9,6 @@ server-side ``maxTimeMS`` limit. Database failures become ``ERROR_DB_UNAVAILABLE
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import threading
 import uuid
@@ -18,9 +17,9 @@ from typing import Any
 
 import mongoengine
 import mongomock
-from mongomock.filtering import filter_applies
 import pymongo
 from mongoengine.connection import get_db
+from mongomock.filtering import filter_applies
 from pymongo import ReturnDocument
 from pymongo.errors import (
     ConnectionFailure,
@@ -288,7 +287,7 @@ class EmbeddedJobStore(JobStore):
 
 
 def _pinned_job_id(filter: Document) -> str | None:
-    """The ``job_id`` a filter requires, when one of its top-level conjuncts says ``job_id == x``."""
+    """The ``job_id`` a filter requires: a top-level conjunct that says ``job_id == x``."""
     for clause in (filter, *filter.get("$and", ())):
         value = clause.get("job_id")
         if isinstance(value, str):
@@ -297,9 +296,17 @@ def _pinned_job_id(filter: Document) -> str | None:
 
 
 def _without_id(stored: Document) -> Document:
-    doc = copy.deepcopy(stored)
-    del doc["_id"]
-    return doc
+    return {key: _copied(value) for key, value in stored.items() if key != "_id"}
+
+
+def _copied(value: Any) -> Any:
+    # Stored documents are dicts, lists and immutable scalars: copying the containers is enough,
+    # and several times faster than copy.deepcopy.
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value
 
 
 def _ms(timeout: float) -> int:
