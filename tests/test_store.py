@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -38,3 +39,43 @@ def test_lookups_of_one_job_apply_the_whole_filter(
         {"job_id": "job-000000000001", "status": "SUCCESS"}, {"$set": {"error_code": "X"}}
     )
     assert moved is not None and moved["error_code"] == "X"
+
+
+SORTS = [
+    [("created_at", -1), ("_id", -1)],
+    [("finished_at", 1), ("_id", 1)],
+    [("options.sync_mode", -1), ("total_tasks", 1), ("_id", 1)],
+    [("options.mixed", 1), ("_id", 1)],
+    [("changed.start", 1), ("_id", 1)],  # inside an array: mongomock's own path
+    [("synced_accounts", -1), ("_id", 1)],
+]
+
+
+@pytest.mark.parametrize("sort", SORTS, ids=lambda s: s[0][0])
+@pytest.mark.parametrize(("skip", "limit"), [(0, 0), (2, 3), (9, 5)])
+@pytest.mark.parametrize("projection", [None, {"job_id": 1, "options.sync_mode": 1}])
+def test_embedded_pages_match_mongomocks_own(
+    store: JobStore,
+    add: Callable[..., dict[str, Any]],
+    sort: list[tuple[str, int]],
+    skip: int,
+    limit: int,
+    projection: dict[str, int] | None,
+) -> None:
+    if not store.embedded:
+        pytest.skip("compares the embedded store's paging with mongomock's")
+    mixed: list[Any] = [None, 3, 2.5, "b", "a", True, datetime(2024, 1, 1)]
+    for i in range(12):
+        add(
+            job_id=f"job-{i:012x}",
+            created_at=datetime(2024, 1, 1 + i % 4),
+            finished_at=None if i % 3 else datetime(2024, 2, i + 1),
+            total_tasks=i % 5,
+            options={"sync_mode": "MANUAL" if i % 2 else "SCHEDULED", "mixed": mixed[i % 7]},
+            changed=[{"start": f"2024-{i % 3 + 1:02d}"}],
+            synced_accounts=[{"account_id": str(i % 4)}],
+        )
+    args = {"projection": projection, "sort": sort, "skip": skip, "limit": limit, "timeout": 5}
+    ours = store.find({"domain_id": D1}, **args)
+    theirs = JobStore.find(store, {"domain_id": D1}, **args)
+    assert ours == theirs
