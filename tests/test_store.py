@@ -75,7 +75,13 @@ def test_embedded_pages_match_mongomocks_own(
             changed=[{"start": f"2024-{i % 3 + 1:02d}"}],
             synced_accounts=[{"account_id": str(i % 4)}],
         )
-    args = {"projection": projection, "sort": sort, "skip": skip, "limit": limit, "timeout": 5}
+    args: dict[str, Any] = {
+        "projection": projection,
+        "sort": sort,
+        "skip": skip,
+        "limit": limit,
+        "timeout": 5,
+    }
     ours = store.find({"domain_id": D1}, **args)
     theirs = JobStore.find(store, {"domain_id": D1}, **args)
     assert ours == theirs
