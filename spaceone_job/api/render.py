@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from bson import ObjectId
 from google.protobuf import struct_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2
 
@@ -86,16 +85,17 @@ def jobs_info(docs: Iterable[Document], total_count: int, minimal: bool) -> job_
 
 
 def plain(value: Any) -> Any:
-    """A stored value made JSON-like: datetimes as timestamps, ObjectIds as strings."""
+    """A stored value made JSON-like: datetimes as timestamps, anything else Struct cannot hold
+    as its string form."""
     if isinstance(value, Mapping):
         return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [plain(item) for item in value]
     if isinstance(value, datetime):
         return timestamp(value)
-    if isinstance(value, ObjectId):
-        return str(value)
-    return value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
 
 
 def _update(target: struct_pb2.Struct, value: Mapping[str, Any]) -> None:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bson.regex import Regex
-
 from spaceone_job.errors import ServiceError, required
 from spaceone_job.query import schema
 from spaceone_job.query.schema import Field, Kind
@@ -123,7 +121,8 @@ def _any_of(path: str, patterns: Sequence[str]) -> Clause:
 
 
 def _none_of(path: str, patterns: Sequence[str]) -> Clause:
-    return {"$nor": [{path: Regex(p, "i")} for p in patterns]} if patterns else {}
+    # Also matches documents where the field is missing or null, as upstream's not_contain.
+    return {"$nor": [{path: {"$regex": p, "$options": "i"}} for p in patterns]} if patterns else {}
 
 
 def _compare(mongo_op: str) -> Build:
@@ -161,7 +160,7 @@ def _contain(c: Condition, limits: Limits, now: datetime) -> Clause:
 
 
 def _not_contain(c: Condition, limits: Limits, now: datetime) -> Clause:
-    return {c.field.path: {"$not": Regex(re.escape(_text(c, c.value, limits)), "i")}}
+    return _none_of(c.field.path, [re.escape(_text(c, c.value, limits))])
 
 
 def _contain_in(c: Condition, limits: Limits, now: datetime) -> Clause:

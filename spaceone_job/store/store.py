@@ -165,7 +165,8 @@ class JobStore:
         """
         with self._call(timeout):
             try:
-                return list(self._collection.aggregate(list(pipeline), maxTimeMS=_ms(timeout)))
+                rows = self._collection.aggregate(list(pipeline), maxTimeMS=_ms(timeout))
+                return [_without_object_ids(row) for row in rows]
             except OperationFailure as exc:
                 if exc.code in _SERVER_SIDE_CODES:
                     raise
@@ -295,8 +296,8 @@ class EmbeddedJobStore(JobStore):
 
         mongomock copies every match and sorts with a slow BSON comparator before it pages. Here
         the matches (by mongomock's filter code) are sorted on scalar keys in BSON order without
-        copying, and only the page is read back through mongomock; sort values that are not plain
-        scalars take mongomock's own path.
+        copying, and only the page is copied (projected by mongomock when asked); sort values that
+        are not plain scalars take mongomock's own path.
         """
         matches = [doc for doc in self._collection._store.documents if filter_applies(filter, doc)]
         try:
@@ -306,10 +307,13 @@ class EmbeddedJobStore(JobStore):
             return super().find(
                 filter, projection=projection, sort=sort, skip=skip, limit=limit, timeout=timeout
             )
-        ids = [doc["_id"] for doc in matches[skip : skip + limit if limit else None]]
-        shown = {**projection, "_id": 1} if projection else None
+        page = matches[skip : skip + limit if limit else None]
+        if not projection:
+            return [_without_id(doc) for doc in page]
+        ids = [doc["_id"] for doc in page]
+        shown = {**projection, "_id": 1}
         found = {doc["_id"]: doc for doc in self._collection.find({"_id": {"$in": ids}}, shown)}
-        return [{k: v for k, v in found[i].items() if k != "_id"} for i in ids]
+        return [_without_id(found[i]) for i in ids]
 
     def drop(self) -> None:
         """Remove every job."""
@@ -363,6 +367,15 @@ def _pinned_job_id(filter: Document) -> str | None:
 
 def _without_id(stored: Document) -> Document:
     return {key: _copied(value) for key, value in stored.items() if key != "_id"}
+
+
+def _without_object_ids(value: Any) -> Any:
+    """A result row with ObjectIds as strings: driver types stay in the store."""
+    if isinstance(value, dict):
+        return {key: _without_object_ids(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_object_ids(item) for item in value]
+    return str(value) if isinstance(value, ObjectId) else value
 
 
 def _copied(value: Any) -> Any:
