@@ -136,6 +136,11 @@ class App:
         )
         self.monitor.start()
         self.sweeper.start()
+        if api_implementation.Type() != "upb":
+            LOG.warning(
+                "protobuf runs on its %s backend; upb is several times faster",
+                api_implementation.Type(),
+            )
         if self.settings.metrics_port >= 0:
             self.metrics_port = observe.serve_metrics(self.settings.metrics_port)
             LOG.info("Prometheus metrics on :%d/metrics", self.metrics_port)

@@ -40,6 +40,20 @@ JOB_SERVICE = job_pb2.DESCRIPTOR.services_by_name["Job"]
 D1, D2 = "domain-aaaaaaaaaaaa", "domain-bbbbbbbbbbbb"
 WS1, WS2 = "ws-111111111111", "ws-222222222222"
 NOW = datetime(2026, 5, 15, 12, 0, 0)
+# The example job of the public API reference (job-api-reference.md), in JobInfo's JSON form.
+REFERENCE_JOB: dict[str, Any] = {
+    "job_id": "job-07994c7c9021",
+    "status": "CANCELED",
+    "options": {"no_preload_cache": False, "start": "2021-01-01T00:00:00Z"},
+    "total_tasks": 2,
+    "remained_tasks": 2,
+    "data_source_id": "ds-fcba92ca73b1",
+    "domain_id": "domain-58010aa2e451",
+    "created_at": "2022-04-02T09:17:44.031Z",
+    "updated_at": "2022-04-02T09:19:47.715Z",
+    "finished_at": "2022-04-02T09:19:47.715Z",
+    "changed": [{"start": "2021-01"}],
+}
 
 
 @dataclass

@@ -15,22 +15,9 @@ from spaceone.api.cost_analysis.v1 import job_pb2
 
 from spaceone_job.store.store import JobStore
 
-from .conftest import NOW, Clock, InProcess, Live, Token, together
+from .conftest import NOW, REFERENCE_JOB, Clock, InProcess, Live, Token, together
 
-# The example job of the public API reference (job-api-reference.md, get/cancel response).
-REFERENCE = {
-    "job_id": "job-07994c7c9021",
-    "status": "CANCELED",
-    "options": {"no_preload_cache": False, "start": "2021-01-01T00:00:00Z"},
-    "total_tasks": 2,
-    "remained_tasks": 2,
-    "data_source_id": "ds-fcba92ca73b1",
-    "domain_id": "domain-58010aa2e451",
-    "created_at": "2022-04-02T09:17:44.031Z",
-    "updated_at": "2022-04-02T09:19:47.715Z",
-    "finished_at": "2022-04-02T09:19:47.715Z",
-    "changed": [{"start": "2021-01"}],
-}
+REFERENCE = REFERENCE_JOB
 
 
 def _reference_document() -> dict[str, Any]:
@@ -155,3 +142,31 @@ def test_twelve_concurrent_cancels_all_succeed_with_one_write(
     assert [a.code for a in answers] == [grpc.StatusCode.OK] * 12
     assert {a.response.status for a in answers} == {job_pb2.JobInfo.CANCELED}
     assert len(writes) == 1
+
+
+def test_a_hand_edited_document_renders_what_it_can(
+    store: JobStore, api: InProcess, token: Token
+) -> None:
+    store.insert(
+        [
+            {
+                "job_id": "job-eeeeeeeeeee1",
+                "domain_id": "domain-aaaaaaaaaaaa",
+                "status": "ERROR",
+                "resource_group": "PROJECT",
+                "total_tasks": "3",
+                "remained_tasks": 2**40,
+                "options": "none",
+                "created_at": "2024-05-01",
+                "changed": [{"start": 202405}, "2024-06", None],
+                "synced_accounts": None,
+                "data_source_id": 7,
+            }
+        ]
+    )
+    answer = api.call("get", job_pb2.JobRequest(job_id="job-eeeeeeeeeee1"), token())
+    assert answer.code is grpc.StatusCode.OK
+    info = answer.response
+    assert (info.status, info.resource_group, info.total_tasks, info.remained_tasks) == (0, 0, 0, 0)
+    assert not info.HasField("options") and info.created_at == "" and info.data_source_id == ""
+    assert [c.start for c in info.changed] == [""]

@@ -12,22 +12,12 @@ from spaceone_job import demo, seed
 from spaceone_job.seed import SeedError
 from spaceone_job.store.store import JobStore
 
-from .conftest import NOW
+from .conftest import NOW, REFERENCE_JOB
 
 GOOD = {
-    "job_id": "job-07994c7c9021",
-    "status": "CANCELED",
-    "options": {"no_preload_cache": False, "start": "2021-01-01T00:00:00Z"},
-    "total_tasks": 2,
-    "remained_tasks": 2,
-    "data_source_id": "ds-fcba92ca73b1",
-    "domain_id": "domain-58010aa2e451",
+    **REFERENCE_JOB,
     "resource_group": "DOMAIN",
     "workspace_id": "*",
-    "created_at": "2022-04-02T09:17:44.031Z",
-    "updated_at": "2022-04-02T09:19:47.715Z",
-    "finished_at": "2022-04-02T09:19:47.715Z",
-    "changed": [{"start": "2021-01"}],
     "synced_accounts": [{"account_id": "111122223333"}],
 }
 

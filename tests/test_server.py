@@ -20,7 +20,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 
 from spaceone_job.app import JOB_SERVICE
 
-from .conftest import Live
+from .conftest import Live, Serve, Token
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 CLI = str(Path(sys.executable).parent / "spaceone-job")
@@ -164,3 +164,25 @@ def test_sigterm_under_load_lets_in_flight_calls_finish(
     assert {code for _, code in failed} <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}
     assert all(began > sigterm_at - 0.05 for began, _ in failed)
     assert sum(began < sigterm_at for began, code in outcomes if code is grpc.StatusCode.OK) >= 48
+
+
+def test_a_bad_seed_file_stops_the_start_with_its_line_number(tmp_path: Path) -> None:
+    seed_file = tmp_path / "seed.jsonl"
+    seed_file.write_text('{"domain_id": "d", "data_source_id": "ds"}\n{"domain_id": "d"}\n')
+    done = subprocess.run(
+        [CLI, "serve", "--port", "0", "--seed", str(seed_file), "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"{seed_file}:2: data_source_id is required" in done.stderr
+
+
+def test_requests_over_the_size_limit_are_refused(serve: Serve, token: Token) -> None:
+    live = serve(max_receive_message_bytes=1024)
+    request = job_pb2.JobQuery()
+    request.query.keyword = "x" * 2048
+    answer = live.call("list", request, token())
+    assert answer.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert live.call("list", job_pb2.JobQuery(), token()).code is grpc.StatusCode.OK

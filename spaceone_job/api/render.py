@@ -20,8 +20,11 @@ _STRINGS = ("job_id", "error_code", "error_message", "domain_id", "workspace_id"
 _INTS = ("total_tasks", "remained_tasks")
 _TIMES = ("created_at", "updated_at", "finished_at")
 _MINIMAL_STRINGS = ("job_id", "data_source_id", "workspace_id")
-_STATUS = job_pb2.JobInfo.Status.Value
-_RESOURCE_GROUP = job_pb2.JobInfo.ResourceGroup.Value
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+# Names a document may hold that the enum does not know (an older or hand-edited database) are
+# left unset rather than failing the call.
+_STATUS: dict[str, int] = dict(job_pb2.JobInfo.Status.items())
+_RESOURCE_GROUP: dict[str, int] = dict(job_pb2.JobInfo.ResourceGroup.items())
 
 
 def timestamp(moment: datetime) -> str:
@@ -29,11 +32,10 @@ def timestamp(moment: datetime) -> str:
     return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
-def _as_list(value: Any) -> list[Any]:
+def _as_list(value: Any) -> list[Mapping[str, Any]]:
     # An unwound row holds one element where the document holds a list.
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, Mapping)]
 
 
 def job_info(doc: Document, minimal: bool = False) -> job_pb2.JobInfo:
@@ -44,36 +46,42 @@ def job_info(doc: Document, minimal: bool = False) -> job_pb2.JobInfo:
 
 
 def _fill(info: job_pb2.JobInfo, doc: Document, minimal: bool) -> None:
+    # Values of the wrong type (a hand-edited database) are left unset, never a failed call.
     for name in _MINIMAL_STRINGS if minimal else _STRINGS:
         value = doc.get(name)
-        if value is not None:
+        if isinstance(value, str):
             setattr(info, name, value)
     for name in _INTS:
         value = doc.get(name)
-        if value is not None:
+        if isinstance(value, int) and _INT32_MIN <= value <= _INT32_MAX:
             setattr(info, name, value)
-    status = doc.get("status")
+    status = _STATUS.get(doc.get("status") or "")
     if status is not None:
-        info.status = _STATUS(status)  # type: ignore[assignment]
+        info.status = status  # type: ignore[assignment]
     if minimal:
         return
-    resource_group = doc.get("resource_group")
+    resource_group = _RESOURCE_GROUP.get(doc.get("resource_group") or "")
     if resource_group is not None:
-        info.resource_group = _RESOURCE_GROUP(resource_group)  # type: ignore[assignment]
+        info.resource_group = resource_group  # type: ignore[assignment]
     options = doc.get("options")
-    if options is not None:
+    if isinstance(options, Mapping):
         info.options.SetInParent()  # an empty dict is an empty Struct, present, as upstream
         _update(info.options, options)
     for name in _TIMES:
         value = doc.get(name)
-        if value is not None:
+        if isinstance(value, datetime):
             setattr(info, name, timestamp(value))
     for changed in _as_list(doc.get("changed")):
-        item = info.changed.add(start=changed.get("start") or "", end=changed.get("end") or "")
-        if changed.get("filter"):
+        item = info.changed.add(start=_text(changed, "start"), end=_text(changed, "end"))
+        if isinstance(changed.get("filter"), Mapping) and changed["filter"]:
             _update(item.filter, changed["filter"])
     for account in _as_list(doc.get("synced_accounts")):
-        info.synced_accounts.add(account_id=account.get("account_id") or "")
+        info.synced_accounts.add(account_id=_text(account, "account_id"))
+
+
+def _text(item: Mapping[str, Any], name: str) -> str:
+    value = item.get(name)
+    return value if isinstance(value, str) else ""
 
 
 def jobs_info(docs: Iterable[Document], total_count: int, minimal: bool) -> job_pb2.JobsInfo:
