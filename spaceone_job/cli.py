@@ -65,10 +65,11 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _grpcurl() -> str:
-    beside = Path(sys.executable).parent / "grpcurl"
+def _command(name: str) -> str:
+    """How to run a command installed beside this Python, as short as it can be written here."""
+    beside = Path(sys.executable).parent / name
     if not beside.exists():
-        return "grpcurl"
+        return name
     try:
         return str(beside.relative_to(Path.cwd()))
     except ValueError:
@@ -84,7 +85,7 @@ def _banner(app: App, port: int) -> str:
     domain_id = sample.get("domain_id", "domain-demo")
     job_id = sample.get("job_id", "job-000000000000")
     token = auth.mint_token(private_key, domain_id=domain_id, ttl_s=12 * 3600)
-    tool = _grpcurl()
+    tool = _command("grpcurl")
     address = f"localhost:{port}"
     body = shlex.quote(json.dumps({"job_id": job_id}))
     call = f"{tool} -plaintext -H {shlex.quote('token: ' + token)}"
@@ -101,7 +102,8 @@ def _banner(app: App, port: int) -> str:
         f"{JOB_SERVICE}/list",
         f"  {call} -d {body} {address} {JOB_SERVICE}/cancel",
         "",
-        "More tokens: spaceone-job token --domain-id D [--workspace-id W --role WORKSPACE_OWNER]",
+        f"More tokens: {_command('spaceone-job')} token --domain-id D"
+        " [--workspace-id W --role WORKSPACE_OWNER]",
         "",
     ]
     return "\n".join(lines)
