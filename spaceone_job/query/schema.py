@@ -70,9 +70,6 @@ _OPEN_OBJECTS = ("options", "changed.filter")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,99}$")
 
 DOCUMENT_FIELDS: tuple[str, ...] = tuple(path for path in _FIELDS if "." not in path)
-DATETIME_FIELDS: frozenset[str] = frozenset(
-    path for path, f in _FIELDS.items() if f.kind is Kind.DATETIME
-)
 ARRAY_FIELDS: tuple[str, ...] = tuple(p for p, f in _FIELDS.items() if f.kind is Kind.ARRAY)
 
 
