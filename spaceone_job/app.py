@@ -97,7 +97,10 @@ class App:
     def __init__(self, settings: Settings, store: JobStore | None = None, clock: Clock = utcnow):
         self.settings = settings
         self.store = store or connect(
-            settings.mongodb_uri, settings.database, db_timeout_ms=settings.db_timeout_ms
+            settings.mongodb_uri,
+            settings.database,
+            db_timeout_ms=settings.db_timeout_ms,
+            query_timeout_ms=settings.query_timeout_ms,
         )
         self.clock = clock
         self.keys = load_keys(settings)

@@ -397,11 +397,14 @@ def _projection(projection: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"_id": 0, **(projection or {})}
 
 
-def connect(uri: str, database: str, *, db_timeout_ms: int = 5000) -> JobStore:
+def connect(
+    uri: str, database: str, *, db_timeout_ms: int = 5000, query_timeout_ms: int = 10000
+) -> JobStore:
     """A store on MongoDB at ``uri``, or the embedded in-process store when ``uri`` is empty.
 
     The driver's 30 s server-selection default is replaced by ``db_timeout_ms`` so that calls fail
-    fast, and the server starts even while the database is down.
+    fast, and the server starts even while the database is down. Calls carry their own time limit;
+    the socket timeout only backs up the ones that do not (index creation at start).
     """
     alias = f"spaceone-job-{uuid.uuid4().hex[:8]}"
     if uri:
@@ -411,6 +414,7 @@ def connect(uri: str, database: str, *, db_timeout_ms: int = 5000) -> JobStore:
             host=uri,
             serverSelectionTimeoutMS=db_timeout_ms,
             connectTimeoutMS=db_timeout_ms,
+            socketTimeoutMS=query_timeout_ms + db_timeout_ms,
             uuidRepresentation="standard",
         )
         description = f"MongoDB {_redact(uri)} database {database}"
