@@ -335,7 +335,8 @@ def _shape_ok(shape: str, value: Any) -> bool:
     return not isinstance(value, list)
 
 
-def _pick(raw: Mapping[str, Any], long: str, short: str) -> Any:
+def pick(raw: Mapping[str, Any], long: str, short: str) -> Any:
+    """A part sent under its long or its one-letter name (``key`` or ``k``)."""
     return raw[long] if long in raw else raw.get(short)
 
 
@@ -343,16 +344,16 @@ def condition(raw: Mapping[str, Any], where: str, limits: Limits, now: datetime)
     """One client condition -> one MongoDB clause."""
     if not isinstance(raw, Mapping):
         raise ServiceError("ERROR_INVALID_PARAMETER_TYPE", "A condition is an object.", key=where)
-    key = _pick(raw, "key", "k")
+    key = pick(raw, "key", "k")
     if not key:
         raise required(f"{where}.key")
-    name = _pick(raw, "operator", "o")
+    name = pick(raw, "operator", "o")
     if not name:
         raise required(f"{where}.operator")
     operator = OPERATORS.get(name)
     if operator is None:
         raise _unsupported(name, f"{where}.operator", list(OPERATORS))
-    value = _pick(raw, "value", "v")
+    value = pick(raw, "value", "v")
     field = schema.lookup(key, f"{where}.key")
     if field.kind not in operator.kinds:
         raise ServiceError(

@@ -17,7 +17,7 @@ from typing import Any
 
 from spaceone_job.errors import ServiceError, invalid, required
 from spaceone_job.query import schema
-from spaceone_job.query.filters import Clause, Limits, combine, conditions
+from spaceone_job.query.filters import Clause, Limits, combine, conditions, pick
 from spaceone_job.query.listing import NAME, page_window
 from spaceone_job.query.schema import Kind
 
@@ -86,12 +86,8 @@ def _flatten(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pick(raw: Mapping[str, Any], long: str, short: str) -> Any:
-    return raw[long] if long in raw else raw.get(short)
-
-
 def _name(raw: Mapping[str, Any], where: str, taken: set[str]) -> str:
-    name = _pick(raw, "name", "n")
+    name = pick(raw, "name", "n")
     if not name:
         raise required(f"{where}.name")
     if not isinstance(name, str) or not NAME.match(name):
@@ -107,8 +103,8 @@ def _literal(value: Any) -> Clause:
 
 
 def _condition(raw: Mapping[str, Any], names: Names, where: str) -> Clause:
-    path, kind = names.ref(_pick(raw, "key", "k"), f"{where}.key")
-    operator = _pick(raw, "operator", "o")
+    path, kind = names.ref(pick(raw, "key", "k"), f"{where}.key")
+    operator = pick(raw, "operator", "o")
     mongo_op = _CONDITION_OPERATORS.get(operator or "")
     if mongo_op is None:
         raise ServiceError(
@@ -117,7 +113,7 @@ def _condition(raw: Mapping[str, Any], names: Names, where: str) -> Clause:
             f" {', '.join(_CONDITION_OPERATORS)}.",
             key=f"{where}.operator",
         )
-    value = _pick(raw, "value", "v")
+    value = pick(raw, "value", "v")
     if value is None:
         raise required(f"{where}.value")
     if isinstance(value, list | dict):
@@ -142,7 +138,7 @@ GroupBuild = Callable[[Mapping[str, Any], Names, str], tuple[Clause, Kind]]
 
 
 def _keyed(raw: Mapping[str, Any], names: Names, where: str) -> tuple[str, Kind]:
-    return names.ref(_pick(raw, "key", "k"), f"{where}.key")
+    return names.ref(pick(raw, "key", "k"), f"{where}.key")
 
 
 def _no_conditions(raw: Mapping[str, Any], where: str, operator: str) -> None:
@@ -185,7 +181,7 @@ def _push(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Clause, Kin
     _no_conditions(raw, where, "push")
     sub_fields = raw.get("fields") or []
     if not sub_fields:
-        if not _pick(raw, "key", "k"):
+        if not pick(raw, "key", "k"):
             raise required(f"{where}.key")
         path, _ = _keyed(raw, names, where)
         return {"$push": path}, Kind.ARRAY
@@ -193,9 +189,7 @@ def _push(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Clause, Kin
     item: Clause = {}
     for i, sub in enumerate(sub_fields):
         sub_where = f"{where}.fields[{i}]"
-        item[_name(sub, sub_where, taken)] = names.ref(_pick(sub, "key", "k"), f"{sub_where}.key")[
-            0
-        ]
+        item[_name(sub, sub_where, taken)] = names.ref(pick(sub, "key", "k"), f"{sub_where}.key")[0]
     return {"$push": item}, Kind.ARRAY
 
 
@@ -214,7 +208,7 @@ GROUP_OPERATORS: Mapping[str, GroupBuild] = {
 
 
 def _group_key(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Any, Kind]:
-    path, kind = names.ref(_pick(raw, "key", "k"), f"{where}.key")
+    path, kind = names.ref(pick(raw, "key", "k"), f"{where}.key")
     date_format = raw.get("date_format")
     if not date_format:
         return path, kind
@@ -252,7 +246,7 @@ def _group(spec: Mapping[str, Any], names: Names, where: str) -> Clause:
     for i, raw in enumerate(fields):
         field_where = f"{where}.fields[{i}]"
         name = _name(raw, field_where, taken)
-        operator = _pick(raw, "operator", "o")
+        operator = pick(raw, "operator", "o")
         build = GROUP_OPERATORS.get(operator or "")
         if build is None:
             raise ServiceError(
@@ -304,8 +298,8 @@ def _project(spec: Mapping[str, Any], names: Names, where: str) -> Clause:
     for i, raw in enumerate(fields):
         field_where = f"{where}.fields[{i}]"
         name = _name(raw, field_where, taken)
-        path, kind = names.ref(_pick(raw, "key", "k"), f"{field_where}.key")
-        operator = _pick(raw, "operator", "o")
+        path, kind = names.ref(pick(raw, "key", "k"), f"{field_where}.key")
+        operator = pick(raw, "operator", "o")
         if not operator:
             stage[name], kinds[name] = path, kind
             continue
@@ -373,7 +367,7 @@ def _sort(items: Any, names: Names, where: str) -> Clause:
     for i, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise invalid(f"{where}[{i}]", "a sort item is {key, desc}.")
-        path, _ = names.ref(_pick(item, "key", "k"), f"{where}[{i}].key")
+        path, _ = names.ref(pick(item, "key", "k"), f"{where}[{i}].key")
         order[path[1:]] = -1 if item.get("desc") else 1
     return {"$sort": order}
 
