@@ -281,7 +281,8 @@ def _shaped(mongo_op: str, takes: Kind, gives: Kind) -> ProjectBuild:
 
 PROJECT_OPERATORS: Mapping[str, ProjectBuild] = {
     "size": _size,
-    "sum": lambda path, kind, where: ({"$sum": path}, Kind.ANY),
+    # $sum of null is 0 in MongoDB; spelled out because mongomock fails on it.
+    "sum": lambda path, kind, where: ({"$sum": {"$ifNull": [path, []]}}, Kind.ANY),
     "array_to_object": _shaped("$arrayToObject", Kind.ARRAY, Kind.OBJECT),
     "object_to_array": _shaped("$objectToArray", Kind.OBJECT, Kind.ARRAY),
 }
