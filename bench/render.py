@@ -24,7 +24,7 @@ from spaceone_job.api import render
 from spaceone_job.query.listing import DEFAULT_SORT
 from spaceone_job.seed import parse_lines
 from spaceone_job.store.model import Job
-from spaceone_job.store.store import EmbeddedJobStore
+from spaceone_job.store.embedded import EmbeddedJobStore
 
 from run import DOMAIN, seed_jobs  # type: ignore[import-not-found]
 

@@ -42,6 +42,10 @@ DEV_PRIVATE_KEY = "dev-signing-key.pem"
 DEV_JWKS = "dev-jwks.json"
 
 
+class KeysError(ValueError):
+    """A key source (JWKS file) that cannot be used."""
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who is calling, as far as scope is concerned."""
@@ -50,6 +54,8 @@ class Caller:
     workspace_id: str | None
     role: str
     permissions: tuple[str, ...] = ()
+    # Only a token of typ SYSTEM_TOKEN makes a system caller, whatever its rol claim says.
+    system: bool = False
 
     @property
     def workspace_scoped(self) -> bool:
@@ -57,20 +63,49 @@ class Caller:
         return self.workspace_id is not None
 
 
+Metadata = Sequence[tuple[str, Any]]
+TOKEN_TYPES = frozenset({"ACCESS_TOKEN", "CLIENT_SECRET", SYSTEM_TOKEN})
+DOMAIN_LEVEL = "*"
+
+
 def _denied(reason: str) -> ServiceError:
     return ServiceError("ERROR_AUTHENTICATE_FAILURE", "Authentication failed.", message=reason)
 
 
-def token_from(metadata: Mapping[str, str]) -> str:
-    """The raw JWT from ``token`` metadata or ``authorization: Bearer``."""
-    token = metadata.get("token", "").strip()
-    if not token:
-        scheme, _, value = metadata.get("authorization", "").strip().partition(" ")
+def _values(metadata: Metadata, key: str) -> list[str]:
+    return [str(value).strip() for name, value in metadata if name == key]
+
+
+def token_from(metadata: Metadata) -> str:
+    """The raw JWT from ``token`` metadata or ``authorization: Bearer``; exactly one of them."""
+    tokens = _values(metadata, "token")
+    authorizations = _values(metadata, "authorization")
+    if len(tokens) + len(authorizations) > 1:
+        raise _denied("send one credential: one 'token' or one 'authorization' entry")
+    if authorizations:
+        scheme, _, value = authorizations[0].partition(" ")
         if scheme.lower() == "bearer":
-            token = value.strip()
-    if not token:
+            tokens = [value.strip()]
+    if not tokens or not tokens[0]:
         raise _denied("no token: send metadata 'token' or 'authorization: Bearer <jwt>'")
-    return token
+    return tokens[0]
+
+
+def _one(metadata: Metadata, key: str) -> str:
+    """The single value of ``key`` (empty when absent); two values are refused."""
+    values = _values(metadata, key)
+    if len(values) > 1:
+        raise ServiceError("ERROR_INVALID_PARAMETER", "Send this metadata once.", key=key)
+    return values[0] if values else ""
+
+
+def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | None:
+    value = claims.get(name)
+    if value is None and not required and name not in claims:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _denied(f"{name} is {'required and ' if required else ''}a number of seconds")
+    return float(value)
 
 
 class Authenticator:
@@ -91,8 +126,19 @@ class Authenticator:
 
     @classmethod
     def from_jwks_file(cls, path: Path, clock: Callable[[], float] = time.time) -> Authenticator:
-        """Keys from a JWKS (RFC 7517) file."""
-        return cls(jwt.PyJWKSet.from_dict(json.loads(path.read_text())), clock)
+        """Keys from a JWKS (RFC 7517) file; :class:`KeysError` says what is wrong with it."""
+        try:
+            document = json.loads(path.read_text())
+        except OSError as exc:
+            raise KeysError(f"cannot read {path}: {exc.strerror}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise KeysError(f"{path} is not JSON") from exc
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise KeysError(f'{path} is not a JWK set: it needs {{"keys": [...]}}')
+        try:
+            return cls(jwt.PyJWKSet.from_dict(document), clock)
+        except jwt.PyJWTError as exc:
+            raise KeysError(f"{path} holds no usable public key: {exc}") from exc
 
     def _key(self, token: str) -> jwt.PyJWK:
         try:
@@ -100,6 +146,8 @@ class Authenticator:
         except jwt.PyJWTError as exc:
             raise _denied("the token could not be decoded") from exc
         kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise _denied("the token's kid is not text")
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
         key = self._keys.get(kid)
@@ -128,7 +176,8 @@ class Authenticator:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key=key.key,
-                algorithms=ALGORITHMS,
+                # The key decides the algorithm; the token's header cannot choose another.
+                algorithms=[key.algorithm_name],
                 # exp and nbf are checked on every call, by _check_times, against our clock.
                 options={
                     "verify_aud": False,
@@ -137,59 +186,71 @@ class Authenticator:
                     "verify_nbf": False,
                 },
             )
-        except jwt.PyJWTError as exc:
+        except Exception as exc:  # any failure to verify, whatever the library raised, is one
             raise _denied("the token is invalid") from exc
         return claims
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = self._clock()
-        for name in ("exp", "nbf"):
-            value = claims.get(name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float)
-            ):
-                raise _denied(f"{name} is not a number")
-        if "exp" in claims and now > claims["exp"] + LEEWAY_S:
+        expires = _number(claims, "exp", required=True)
+        not_before = _number(claims, "nbf", required=False)
+        if expires is not None and now > expires + LEEWAY_S:
             raise _denied("the token has expired")
-        if "nbf" in claims and now < claims["nbf"] - LEEWAY_S:
+        if not_before is not None and now < not_before - LEEWAY_S:
             raise _denied("the token is not valid yet")
 
-    def authenticate(self, metadata: Mapping[str, str]) -> Caller:
-        """The caller behind the call's metadata."""
+    def authenticate(self, metadata: Metadata) -> Caller:
+        """The caller behind the call's metadata (the raw pairs, repeated keys included)."""
         claims = self.verify(token_from(metadata))
-        if claims.get("typ") == SYSTEM_TOKEN:
-            domain_id = metadata.get("x_domain_id", "").strip()
-            if not domain_id:
-                raise ServiceError(
-                    "ERROR_REQUIRED_X_DOMAIN_ID",
-                    "A system token needs the x_domain_id metadata.",
-                    key="x_domain_id",
-                )
-            workspace_id = metadata.get("x_workspace_id", "").strip() or None
-            return Caller(domain_id, workspace_id, SYSTEM_TOKEN)
+        kind = claims.get("typ")
+        if kind not in TOKEN_TYPES:
+            raise _denied(f"tokens of type {str(kind)[:40]!r} are not accepted here")
+        if kind == SYSTEM_TOKEN:
+            return _system_caller(metadata)
         if claims.get("ver") != "2.0":
             raise _denied("the token version is not 2.0")
         did = claims.get("did")
         if not isinstance(did, str) or not did:
             raise _denied("the token has no domain (did)")
         role = claims.get("rol")
+        role = role if isinstance(role, str) else ""
         workspace_id = claims.get("wid") or None
-        if role in (WORKSPACE_OWNER, WORKSPACE_MEMBER) and not isinstance(workspace_id, str):
-            raise _denied("a workspace role needs a workspace (wid)")
+        if role in (WORKSPACE_OWNER, WORKSPACE_MEMBER) and not _real_workspace(workspace_id):
+            raise _denied("a workspace role needs a workspace id (wid)")
         permissions = claims.get("permissions") or []
         if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
             raise _denied("permissions is not a list of strings")
         return Caller(
             did,
-            workspace_id if role != DOMAIN_ADMIN else None,
-            str(role or ""),
+            workspace_id if role in (WORKSPACE_OWNER, WORKSPACE_MEMBER) else None,
+            role,
             tuple(permissions),
         )
 
 
+def _real_workspace(workspace_id: Any) -> bool:
+    return isinstance(workspace_id, str) and workspace_id.strip() not in ("", DOMAIN_LEVEL)
+
+
+def _system_caller(metadata: Metadata) -> Caller:
+    domain_id = _one(metadata, "x_domain_id")
+    if not domain_id:
+        raise ServiceError(
+            "ERROR_REQUIRED_X_DOMAIN_ID",
+            "A system token needs the x_domain_id metadata.",
+            key="x_domain_id",
+        )
+    workspace_id = _one(metadata, "x_workspace_id") or None
+    if workspace_id is not None and not _real_workspace(workspace_id):
+        raise ServiceError(
+            "ERROR_INVALID_PARAMETER", "x_workspace_id names one workspace.", key="x_workspace_id"
+        )
+    return Caller(domain_id, workspace_id, SYSTEM_TOKEN, system=True)
+
+
 def authorize(caller: Caller, permission: str) -> None:
     """Refuse roles outside the Job API's and permission lists that do not grant ``permission``."""
-    if caller.role == SYSTEM_TOKEN:
+    if caller.system:
         return
     allowed = caller.role in ALLOWED_ROLES and (
         not caller.permissions or any(permission.startswith(p) for p in caller.permissions)
@@ -235,6 +296,7 @@ def mint_token(
     domain_id: str,
     workspace_id: str | None = None,
     role: str = DOMAIN_ADMIN,
+    kind: str = "ACCESS_TOKEN",
     ttl_s: int = 3600,
     permissions: Sequence[str] = (),
     kid: str = DEV_KID,
@@ -244,7 +306,7 @@ def mint_token(
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": "spaceone-job-dev",
-        "typ": "ACCESS_TOKEN",
+        "typ": kind,
         "own": "USER",
         "ver": "2.0",
         "did": domain_id,

@@ -39,10 +39,28 @@ STATUS_BY_CODE: Mapping[str, grpc.StatusCode] = {
     "ERROR_AUTHENTICATE_FAILURE": _C.UNAUTHENTICATED,
     "ERROR_PERMISSION_DENIED": _C.PERMISSION_DENIED,
     "ERROR_TOO_MANY_REQUESTS": _C.RESOURCE_EXHAUSTED,
+    # Retryable: a client's retry policy moves the call to another replica.
+    "ERROR_SERVER_STOPPING": _C.UNAVAILABLE,
     "ERROR_DB_UNAVAILABLE": _C.UNAVAILABLE,
     "ERROR_REQUEST_TIMEOUT": _C.DEADLINE_EXCEEDED,
     "ERROR_UNKNOWN": _C.INTERNAL,
 }
+
+
+# Caller values echoed in an error are cut to this many characters: a client must never see its
+# own 16 KB value come back in trailers too large to deliver.
+SHOWN_CHARS = 100
+MESSAGE_CHARS = 1000
+
+
+def shown(value: Any) -> str:
+    """A caller's value as an error quotes it: its repr, cut to ``SHOWN_CHARS``."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}... ({len(text)} chars)"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class ServiceError(Exception):
@@ -56,9 +74,9 @@ class ServiceError(Exception):
         if code not in STATUS_BY_CODE:
             raise ValueError(f"unknown error code {code}")
         self.code = code
-        self.params = {key: str(value) for key, value in params.items()}
+        self.params = {key: _cut(str(value), SHOWN_CHARS) for key, value in params.items()}
         suffix = ", ".join(f"{key} = {value}" for key, value in self.params.items())
-        self.message = f"{sentence} ({suffix})" if suffix else sentence
+        self.message = _cut(f"{sentence} ({suffix})" if suffix else sentence, MESSAGE_CHARS)
         super().__init__(f"{code}: {self.message}")
 
     @property

@@ -11,15 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from spaceone_job.auth import Caller
+from spaceone_job.auth import DOMAIN_LEVEL, Caller
 from spaceone_job.errors import ServiceError, invalid, required
 from spaceone_job.query import stat as stat_compiler
 from spaceone_job.query.filters import Clause, Limits
 from spaceone_job.query.listing import ListPlan, compile_list
-from spaceone_job.store.store import Document, JobStore
+from spaceone_job.store.store import Document, JobStore, QueryRefused
 
 Clock = Callable[[], datetime]
-DOMAIN_LEVEL = "*"
 
 
 def utcnow() -> datetime:
@@ -37,6 +36,15 @@ def read_scope(caller: Caller) -> list[Clause]:
 
 def _and(clauses: Sequence[Clause]) -> Clause:
     return {"$and": list(clauses)}
+
+
+def _does_not_fit(part: str) -> ServiceError:
+    return ServiceError(
+        "ERROR_INVALID_PARAMETER",
+        "The stored values do not fit this part of the query (e.g. an array operator on values"
+        " that are not arrays, or a date format on values that are not dates).",
+        key=part,
+    )
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,12 @@ class JobService:
             self.clock(),
         )
         timeout = self._budget(timeout)
+        try:
+            return self._run_list(plan, timeout)
+        except QueryRefused as exc:
+            raise _does_not_fit("query") from exc
+
+    def _run_list(self, plan: ListPlan, timeout: float) -> ListResult:
         if plan.stages is not None:
             return self._list_pipeline(plan, timeout)
         total = self.store.count(plan.filter, timeout=timeout)
@@ -172,9 +186,12 @@ class JobService:
             raise required("query")
         plan = stat_compiler.compile_stat(query, read_scope(caller), self.limits, self.clock())
         timeout = self._budget(timeout)
-        result: dict[str, Any] = {"results": self.store.aggregate(plan.pipeline, timeout=timeout)}
-        if plan.count_pipeline is not None:
-            counted = self.store.aggregate(plan.count_pipeline, timeout=timeout)
-            result["total_count"] = int(counted[0]["total_count"]) if counted else 0
-        result["results"] = plan.shape(result["results"])
+        try:
+            rows = self.store.aggregate(plan.pipeline, timeout=timeout)
+            result: dict[str, Any] = {"results": plan.shape(rows)}
+            if plan.count_pipeline is not None:
+                counted = self.store.aggregate(plan.count_pipeline, timeout=timeout)
+                result["total_count"] = int(counted[0]["total_count"]) if counted else 0
+        except QueryRefused as exc:
+            raise _does_not_fit(plan.part_refused(exc.reason, exc.stage)) from exc
         return result

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -221,15 +225,144 @@ def test_a_remembered_token_still_expires(dev_keys: auth.DevKeys) -> None:
     now = [1_000_000.0]
     authenticator = auth.Authenticator.from_jwks_file(dev_keys.jwks, clock=lambda: now[0])
     signed = jwt.encode(
-        {"did": D1, "rol": auth.DOMAIN_ADMIN, "ver": "2.0", "exp": 1_000_100, "nbf": 999_990},
+        {
+            "typ": "ACCESS_TOKEN",
+            "did": D1,
+            "rol": auth.DOMAIN_ADMIN,
+            "ver": "2.0",
+            "exp": 1_000_100,
+            "nbf": 999_990,
+        },
         dev_keys.private_key.read_bytes(),
         algorithm="RS256",
         headers={"kid": auth.DEV_KID},
     )
-    metadata = {"token": signed}
+    metadata = [("token", signed)]
     assert authenticator.authenticate(metadata).domain_id == D1
     assert authenticator.authenticate(metadata).domain_id == D1
     now[0] = 1_000_100 + auth.LEEWAY_S + 1
     with pytest.raises(ServiceError) as raised:
         authenticator.authenticate(metadata)
     assert raised.value.code == "ERROR_AUTHENTICATE_FAILURE"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _claims(**changes: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "typ": "ACCESS_TOKEN",
+        "ver": "2.0",
+        "did": D1,
+        "rol": auth.DOMAIN_ADMIN,
+        "exp": int(time.time()) + 600,
+    }
+    claims.update(changes)
+    return {key: value for key, value in claims.items() if value is not DROP}
+
+
+DROP = object()
+
+
+def _forged(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    """A token with any header and claims and a signature of garbage."""
+    parts = (json.dumps(header).encode(), json.dumps(claims).encode(), b"garbage-signature")
+    return ".".join(_b64(part) for part in parts)
+
+
+def _signed_with(dev_keys: auth.DevKeys, **changes: Any) -> str:
+    return jwt.encode(
+        _claims(**changes),
+        dev_keys.private_key.read_bytes(),
+        algorithm="RS256",
+        headers={"kid": auth.DEV_KID},
+    )
+
+
+STRICT_BAD: dict[str, Callable[[auth.DevKeys], str]] = {
+    "no exp": lambda k: _signed_with(k, exp=DROP),
+    "exp null": lambda k: _signed_with(k, exp=None),
+    "nbf null": lambda k: _signed_with(k, nbf=None),
+    "exp text": lambda k: _signed_with(k, exp="tomorrow"),
+    "exp true": lambda k: _signed_with(k, exp=True),
+    "typ REFRESH_TOKEN": lambda k: _signed_with(k, typ="REFRESH_TOKEN"),
+    "typ null": lambda k: _signed_with(k, typ=None),
+    "typ missing": lambda k: _signed_with(k, typ=DROP),
+    "typ arbitrary": lambda k: _signed_with(k, typ="ANYTHING"),
+    "workspace role with wid *": lambda k: _signed_with(k, rol=auth.WORKSPACE_OWNER, wid="*"),
+    "workspace role with wid null": lambda k: _signed_with(k, rol=auth.WORKSPACE_MEMBER, wid=None),
+    "workspace role with wid a list": lambda k: _signed_with(
+        k, rol=auth.WORKSPACE_OWNER, wid=[WS1]
+    ),
+    "did a number": lambda k: _signed_with(k, did=7),
+    "permissions text": lambda k: _signed_with(k, permissions="cost-analysis:"),
+    "ES256 header, RSA kid, garbage signature": lambda k: _forged(
+        {"alg": "ES256", "typ": "JWT", "kid": auth.DEV_KID}, _claims()
+    ),
+    "HS256 header, RSA kid": lambda k: _forged(
+        {"alg": "HS256", "typ": "JWT", "kid": auth.DEV_KID}, _claims()
+    ),
+    "kid a list": lambda k: _forged({"alg": "RS256", "kid": [auth.DEV_KID]}, _claims()),
+    "header not an object": lambda k: ".".join(
+        [_b64(b"[1, 2]"), _b64(json.dumps(_claims()).encode()), _b64(b"x")]
+    ),
+    "claims not an object": lambda k: ".".join(
+        [_b64(b'{"alg": "RS256", "kid": "spaceone-job-dev"}'), _b64(b"[1]"), _b64(b"x")]
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(STRICT_BAD))
+def test_malformed_tokens_are_unauthenticated_in_one_log_line(
+    api: InProcess, dev_keys: auth.DevKeys, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    answer = api.call("list", job_pb2.JobQuery(), STRICT_BAD[case](dev_keys))
+    assert answer.code is grpc.StatusCode.UNAUTHENTICATED, answer.details
+    assert answer.error_code == "ERROR_AUTHENTICATE_FAILURE"
+    ours = [r for r in caplog.records if r.name.startswith("spaceone_job")]
+    assert [r for r in ours if r.exc_info or r.levelno >= logging.ERROR] == []
+
+
+def test_a_far_expiry_is_fine(api: InProcess, dev_keys: auth.DevKeys) -> None:
+    token = _signed_with(dev_keys, typ="CLIENT_SECRET", exp=int(time.time()) + 10 * 365 * 86400)
+    assert api.call("list", job_pb2.JobQuery(), token).code is OK
+
+
+@pytest.mark.usefixtures("jobs")
+@pytest.mark.parametrize("method", ["cancel", "list"])
+def test_a_rol_claim_of_system_token_is_no_system_caller(
+    api: InProcess, token: Token, method: str
+) -> None:
+    forged = token("SYSTEM_TOKEN", permissions=["cost-analysis:Job.read"])
+    request: Any = (
+        job_pb2.JobRequest(job_id=JOBS["ws1"][0]) if method == "cancel" else job_pb2.JobQuery()
+    )
+    answer = api.call(method, request, forged)
+    assert answer.code is DENIED
+    assert answer.error_code == "ERROR_PERMISSION_DENIED"
+    assert api.call("get", job_pb2.JobRequest(job_id=JOBS["ws1"][0]), token()).response.status == (
+        job_pb2.JobInfo.IN_PROGRESS
+    )
+
+
+@pytest.mark.usefixtures("jobs")
+def test_a_system_caller_cannot_name_every_workspace(api: InProcess, token: Token) -> None:
+    answer = api.call(
+        "cancel",
+        job_pb2.JobRequest(job_id=JOBS["star"][0]),
+        token(typ="SYSTEM_TOKEN"),
+        metadata={"x_domain_id": D1, "x_workspace_id": "*"},
+    )
+    assert answer.code is grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("second", ["token", "authorization"])
+def test_two_credentials_in_one_call_are_refused(api: InProcess, token: Token, second: str) -> None:
+    admin = token()
+    other = token(auth.WORKSPACE_MEMBER)
+    value = other if second == "token" else f"Bearer {other}"
+    answer = api.call("list", job_pb2.JobQuery(), admin, metadata={second: value})
+    assert answer.code is grpc.StatusCode.UNAUTHENTICATED
+    assert answer.error_code == "ERROR_AUTHENTICATE_FAILURE"

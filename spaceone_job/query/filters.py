@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from spaceone_job.errors import ServiceError, required
+import regex
+
+from spaceone_job.errors import ServiceError, required, shown
 from spaceone_job.query import schema
 from spaceone_job.query.schema import Field, Kind
 
@@ -76,7 +78,7 @@ def _text(c: Condition, value: Any, limits: Limits, *, pattern: bool = False) ->
     if not isinstance(value, str):
         raise ServiceError(
             "ERROR_INVALID_PARAMETER_TYPE",
-            f"The {c.operator} operator takes text; {value!r} is not text.",
+            f"The {c.operator} operator takes text; {shown(value)} is not text.",
             key=c.where,
         )
     if pattern:
@@ -87,23 +89,29 @@ def _text(c: Condition, value: Any, limits: Limits, *, pattern: bool = False) ->
                 key=c.where,
             )
         try:
-            re.compile(value)
-        except re.error as exc:
+            # The engine the embedded store runs patterns with; MongoDB's PCRE refuses what
+            # it cannot compile itself, and that refusal is the caller's error too.
+            regex.compile(value)
+        except (regex.error, OverflowError, ValueError, RecursionError) as exc:
             raise ServiceError(
-                "ERROR_INVALID_PARAMETER", f"Invalid regex {value!r}: {exc}.", key=c.where
+                "ERROR_INVALID_PARAMETER", f"Invalid regex {shown(value)}: {exc}.", key=c.where
             ) from exc
     return value
 
 
-def _items(c: Condition, limits: Limits) -> list[Any]:
-    values = list(c.value)
+def capped(values: Sequence[Any], limits: Limits, where: str) -> list[Any]:
+    """``values`` as a list, refused when longer than the ``max_in_list`` setting."""
     if len(values) > limits.max_in_list:
         raise ServiceError(
             "ERROR_INVALID_PARAMETER",
             f"A list holds at most {limits.max_in_list} values; got {len(values)}.",
-            key=c.where,
+            key=where,
         )
-    return values
+    return list(values)
+
+
+def _items(c: Condition, limits: Limits) -> list[Any]:
+    return capped(c.value, limits, c.where)
 
 
 def _literal(c: Condition, limits: Limits) -> list[str]:
@@ -133,7 +141,7 @@ def _compare(mongo_op: str) -> Build:
 
 
 def _eq(c: Condition, limits: Limits, now: datetime) -> Clause:
-    return {c.field.path: _value(c)}
+    return {c.field.path: {"$eq": _value(c)}}
 
 
 def _not(c: Condition, limits: Limits, now: datetime) -> Clause:
@@ -188,7 +196,7 @@ def _datetime(mongo_op: str) -> Build:
         except ValueError as exc:
             raise ServiceError(
                 "ERROR_INVALID_PARAMETER",
-                f"The {c.operator} operator needs an ISO 8601 date-time; got {text!r}.",
+                f"The {c.operator} operator needs an ISO 8601 date-time; got {shown(text)}.",
                 key=c.where,
             ) from exc
         return {c.field.path: {mongo_op: moment}}
@@ -217,7 +225,7 @@ def resolve_timediff(text: str, now: datetime) -> datetime:
     if found["sign"]:
         offset = timedelta(seconds=int(found["n"]) * _UNIT_SECONDS[found["unit"]])
         base = base + offset if found["sign"] == "+" else base - offset
-    return base
+    return schema.stored_precision(base)
 
 
 def _timediff(mongo_op: str) -> Build:
@@ -229,7 +237,7 @@ def _timediff(mongo_op: str) -> Build:
             raise ServiceError(
                 "ERROR_INVALID_PARAMETER",
                 f"The {c.operator} operator takes now, now/d, now/w or now/m with an optional"
-                f" offset such as -7d; got {text!r}.",
+                f" offset such as -7d; got {shown(text)}.",
                 key=c.where,
             ) from exc
         return {c.field.path: {mongo_op: moment}}
@@ -270,7 +278,8 @@ def _match(c: Condition, limits: Limits, now: datetime) -> Clause:
             elif mongo_op in ("$in", "$nin"):
                 if not isinstance(operand, list):
                     raise _shape_error("list", name, where)
-                compiled[mongo_op] = [schema.coerce(sub, v, where) for v in operand]
+                items = capped(operand, limits, where)
+                compiled[mongo_op] = [schema.coerce(sub, v, where) for v in items]
             else:
                 compiled[mongo_op] = schema.coerce(sub, operand, where)
         element[sub_path] = compiled
@@ -320,7 +329,7 @@ def _shape_error(shape: str, operator: str, where: str) -> ServiceError:
 def _unsupported(operator: str, where: str, names: Sequence[str]) -> ServiceError:
     return ServiceError(
         "ERROR_OPERATOR_NOT_SUPPORTED",
-        f"Operator {operator!r} is not supported; use one of {', '.join(names)}.",
+        f"Operator {shown(operator)} is not supported; use one of {', '.join(names)}.",
         key=where,
     )
 
@@ -374,9 +383,9 @@ def conditions(
     return [condition(raw, f"{where}[{i}]", limits, now) for i, raw in enumerate(raws)]
 
 
-def keyword_clause(keyword: str) -> Clause | None:
+def keyword_clause(keyword: str, limits: Limits) -> Clause | None:
     """The ``keyword`` search: any word is a case-insensitive substring of ``job_id``."""
-    words = keyword.split()
+    words = capped(keyword.split(), limits, "query.keyword")
     return _any_of("job_id", [re.escape(w) for w in words]) if words else None
 
 
@@ -399,7 +408,7 @@ def combine(
     if keyword is not None:
         if not isinstance(keyword, str):
             raise ServiceError("ERROR_INVALID_PARAMETER_TYPE", "keyword is text.", key="keyword")
-        found = keyword_clause(keyword)
+        found = keyword_clause(keyword, limits)
         if found is not None:
             clauses.append(found)
     return {"$and": [c for c in clauses if c]}

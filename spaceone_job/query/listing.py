@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from spaceone_job.errors import ServiceError, invalid, required
+from spaceone_job.errors import ServiceError, invalid, required, shown
 from spaceone_job.query import schema
 from spaceone_job.query.filters import Clause, Limits, combine, conditions
 from spaceone_job.query.schema import Kind
@@ -67,13 +67,17 @@ class ListPlan:
 
 
 def page_window(page: Mapping[str, Any] | None, limits: Limits) -> tuple[int, int]:
-    """``(skip, limit)`` of a 1-based page; no limit means the configured cap."""
+    """``(skip, limit)`` of a 1-based page.
+
+    No limit, or one over the ``max_page_limit`` setting, is coerced to that cap (AIP-158);
+    ``start`` counts only with a limit, as upstream (without one it pages nothing).
+    """
     page = page or {}
-    start = max(int(page.get("start", 1) or 1), 1)
     limit = int(page.get("limit", 0) or 0)
-    if limit > limits.max_page_limit:
-        raise invalid("page.limit", f"at most {limits.max_page_limit} rows per page.")
-    return start - 1, limit or limits.max_page_limit
+    if limit <= 0:
+        return 0, limits.max_page_limit
+    start = max(int(page.get("start", 1) or 1), 1)
+    return start - 1, min(limit, limits.max_page_limit)
 
 
 def _sort(
@@ -110,7 +114,7 @@ def _operand(value: Any, where: str) -> Any:
         return value
     if isinstance(value, dict):
         return _expression(value, where)
-    return {"$literal": value}
+    return {"$literal": schema.literal(value, where)}
 
 
 _EXPRESSION_OPERATORS = {
@@ -128,7 +132,7 @@ def _expression(spec: Mapping[str, Any], where: str) -> Clause:
     if mongo_op is None:
         raise ServiceError(
             "ERROR_OPERATOR_NOT_SUPPORTED",
-            f"Operator {name!r} is not supported in add_fields; use"
+            f"Operator {shown(name)} is not supported in add_fields; use"
             f" {', '.join('__' + n for n in _EXPRESSION_OPERATORS)}.",
             key=where,
         )
@@ -153,7 +157,7 @@ def _field_value(value: Any, where: str) -> Any:
                 "else": _field_value(value.get("else"), f"{where}.else"),
             }
         }
-    return {"$literal": value}
+    return {"$literal": schema.literal(value, where)}
 
 
 def add_fields_stage(spec: Mapping[str, Any]) -> Clause:

@@ -8,12 +8,13 @@ database as a field path.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from spaceone_job.errors import ServiceError
+from spaceone_job.errors import ServiceError, shown
 from spaceone_job.store.model import RESOURCE_GROUPS, STATUSES
 
 
@@ -77,7 +78,7 @@ def unknown_field(key: str, where: str) -> ServiceError:
     """The error for a field path the schema does not know."""
     return ServiceError(
         "ERROR_INVALID_PARAMETER",
-        f"Unknown field {key!r}: use a job field, options.*, changed.start|end|filter.*"
+        f"Unknown field {shown(key)}: use a job field, options.*, changed.start|end|filter.*"
         " or synced_accounts.account_id.",
         key=where,
     )
@@ -104,35 +105,71 @@ def type_error(f: Field, value: Any, where: str) -> ServiceError:
     """The error for a value of the wrong type for ``f``."""
     return ServiceError(
         "ERROR_INVALID_PARAMETER_TYPE",
-        f"{f.path} holds {f.kind.value} values; {value!r} is not one.",
+        f"{f.path} holds {f.kind.value} values; {shown(value)} is not one.",
         key=where,
     )
 
 
+def stored_precision(moment: datetime) -> datetime:
+    """``moment`` cut to the milliseconds MongoDB stores, so every store compares alike."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
 def parse_datetime(text: str) -> datetime:
-    """An ISO 8601 date or date-time as naive UTC; raises ValueError when it is not one."""
+    """An ISO 8601 date or date-time as naive UTC at stored precision; ValueError otherwise
+    (also for a moment that UTC cannot hold, such as year 1 with a positive offset)."""
     parsed = datetime.fromisoformat(text.strip())
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
+        try:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError as exc:
+            raise ValueError(f"{text} is outside the years 1 to 9999 in UTC") from exc
+    return stored_precision(parsed)
+
+
+def literal(value: Any, where: str) -> Any:
+    """``value`` checked to be a plain literal, and returned.
+
+    No key inside it may start with ``$`` (MongoDB would read it as an operator: ``{"$ne":
+    null}`` compared with ``options`` would match every job), and no number may be NaN or
+    infinite (no stored value is either; JSON has neither).
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key.startswith("$"):
+                raise ServiceError(
+                    "ERROR_INVALID_PARAMETER",
+                    f"A value cannot hold the key {shown(key)}: keys starting with $ are"
+                    " MongoDB operators, and values are literals.",
+                    key=where,
+                )
+            literal(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            literal(item, where)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ServiceError(
+            "ERROR_INVALID_PARAMETER_TYPE", "NaN and infinity are not values.", key=where
+        )
+    return value
 
 
 def coerce(f: Field, value: Any, where: str) -> Any:
     """``value`` checked and converted for comparing with field ``f``; None stays None (null)."""
     if value is None or f.kind in (Kind.ANY, Kind.OBJECT, Kind.ARRAY):
-        return value
+        return literal(value, where)
     if f.kind is Kind.STRING:
         if not isinstance(value, str):
             raise type_error(f, value, where)
         if f.choices and value not in f.choices:
             raise ServiceError(
                 "ERROR_INVALID_PARAMETER",
-                f"{f.path} is one of {', '.join(f.choices)}; {value!r} is not.",
+                f"{f.path} is one of {', '.join(f.choices)}; {shown(value)} is not.",
                 key=where,
             )
         return value
     if f.kind is Kind.INT:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(literal(value, where), int | float):
             raise type_error(f, value, where)
         # Compared as numbers: 2.5 stays 2.5 so that "gt 2.5" matches 3 and not 2.
         return int(value) if float(value).is_integer() else float(value)
@@ -143,6 +180,7 @@ def coerce(f: Field, value: Any, where: str) -> Any:
     except ValueError as exc:
         raise ServiceError(
             "ERROR_INVALID_PARAMETER_TYPE",
-            f"{f.path} needs an ISO 8601 date-time such as 2024-05-01T13:00:00Z; got {value!r}.",
+            f"{f.path} needs an ISO 8601 date-time such as 2024-05-01T13:00:00Z;"
+            f" got {shown(value)}.",
             key=where,
         ) from exc

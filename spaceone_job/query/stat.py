@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from spaceone_job.errors import ServiceError, invalid, required
+from spaceone_job.errors import ServiceError, invalid, required, shown
 from spaceone_job.query import schema
 from spaceone_job.query.filters import Clause, Limits, combine, conditions, pick
 from spaceone_job.query.listing import NAME, page_window
 from spaceone_job.query.schema import Kind
 
 _DATE_PARTS = {"year": "$year", "month": "$month", "day": "$dayOfMonth"}
-_DATE_FORMAT = re.compile(r"^(?:[^%]|%[YmdHMSLjwUGVuzZ%])*$")
+# The directives MongoDB and the embedded store render alike (%L, %w, %z and %Z differ).
+_DATE_DIRECTIVES = "YmdHMSjUGVu"
+_DATE_FORMAT = re.compile(rf"^(?:[^%]|%[{_DATE_DIRECTIVES}%])*$")
 _CONDITION_OPERATORS = {
     "eq": "$eq",
     "not": "$ne",
@@ -31,6 +33,9 @@ _CONDITION_OPERATORS = {
     "lt": "$lt",
     "lte": "$lte",
 }
+
+
+RESERVED_NAME = "_id"
 
 
 @dataclass
@@ -56,7 +61,9 @@ class Names:
         head, _, rest = key.partition(".")
         if head not in self.kinds or (rest and not all(NAME.match(s) for s in rest.split("."))):
             known = ", ".join(sorted(self.kinds)) or "none"
-            raise invalid(where, f"{key!r} is not a name produced by an earlier stage ({known}).")
+            raise invalid(
+                where, f"{shown(key)} is not a name produced by an earlier stage ({known})."
+            )
         prefix = "$_id." if head in self.group_keys else "$"
         return prefix + key, Kind.ANY if rest else self.kinds[head]
 
@@ -68,12 +75,36 @@ class StatPlan:
     pipeline: list[Clause]
     count_pipeline: list[Clause] | None
     distinct: bool
+    # The request part each pipeline stage was compiled from (paging stages come after).
+    origins: tuple[str, ...] = ()
+
+    def part_refused(self, reason: str, stage: int | None) -> str:
+        """The request part of the refused ``stage``, or else of the first stage that uses an
+        operator the database's refusal names."""
+        if stage is not None and stage < len(self.origins):
+            return self.origins[stage]
+        named = set(re.findall(r"\$[A-Za-z]+", reason))
+        for compiled, origin in zip(self.pipeline, self.origins, strict=False):
+            if named & _operators(compiled):
+                return origin
+        return "query.aggregate"
 
     def shape(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         """Rows as results: distinct values, or rows with the group keys lifted out of ``_id``."""
         if self.distinct:
             return [row["_id"] for row in rows]
         return [_flatten(row) for row in rows]
+
+
+def _operators(value: Any) -> set[str]:
+    if isinstance(value, Mapping):
+        found = {key for key in value if key.startswith("$")}
+        for item in value.values():
+            found |= _operators(item)
+        return found
+    if isinstance(value, list):
+        return set().union(*map(_operators, value)) if value else set()
+    return set()
 
 
 def _flatten(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,9 +122,11 @@ def _name(raw: Mapping[str, Any], where: str, taken: set[str]) -> str:
     if not name:
         raise required(f"{where}.name")
     if not isinstance(name, str) or not NAME.match(name):
-        raise invalid(f"{where}.name", f"{name!r} is not a safe name (letters, digits, _).")
+        raise invalid(f"{where}.name", f"{shown(name)} is not a safe name (letters, digits, _).")
+    if name == RESERVED_NAME:
+        raise invalid(f"{where}.name", f"{RESERVED_NAME} is reserved; choose another name.")
     if name in taken:
-        raise invalid(f"{where}.name", f"{name!r} is used twice in this stage.")
+        raise invalid(f"{where}.name", f"{shown(name)} is used twice in this stage.")
     taken.add(name)
     return name
 
@@ -109,7 +142,7 @@ def _condition(raw: Mapping[str, Any], names: Names, where: str) -> Clause:
     if mongo_op is None:
         raise ServiceError(
             "ERROR_OPERATOR_NOT_SUPPORTED",
-            f"Condition operator {operator!r} is not supported; use"
+            f"Condition operator {shown(operator)} is not supported; use"
             f" {', '.join(_CONDITION_OPERATORS)}.",
             key=f"{where}.operator",
         )
@@ -122,6 +155,7 @@ def _condition(raw: Mapping[str, Any], names: Names, where: str) -> Clause:
             "A condition compares with one value.",
             key=f"{where}.value",
         )
+    value = schema.literal(value, f"{where}.value")
     if names.kinds is None and kind in (Kind.STRING, Kind.INT, Kind.DATETIME):
         value = schema.coerce(schema.Field(path[1:], kind), value, f"{where}.value")
     return {mongo_op: [path, _literal(value)]}
@@ -219,7 +253,9 @@ def _group_key(raw: Mapping[str, Any], names: Names, where: str) -> tuple[Any, K
     if not isinstance(date_format, str) or not _DATE_FORMAT.match(date_format):
         raise invalid(
             f"{where}.date_format",
-            "use year, month, day or a format of %Y %m %d %H %M %S %L %j %w %U %G %V %u %z %Z.",
+            "use year, month, day or a format of "
+            + " ".join("%" + d for d in _DATE_DIRECTIVES)
+            + " (and %% for a percent sign).",
         )
     return _unless_null(path, {"$dateToString": {"format": date_format, "date": path}}), Kind.STRING
 
@@ -251,7 +287,8 @@ def _group(spec: Mapping[str, Any], names: Names, where: str) -> Clause:
         if build is None:
             raise ServiceError(
                 "ERROR_OPERATOR_NOT_SUPPORTED",
-                f"Group operator {operator!r} is not supported; use {', '.join(GROUP_OPERATORS)}.",
+                f"Group operator {shown(operator)} is not supported;"
+                f" use {', '.join(GROUP_OPERATORS)}.",
                 key=f"{field_where}.operator",
             )
         stage[name], kinds[name] = build(raw, names, field_where)
@@ -281,8 +318,8 @@ def _shaped(mongo_op: str, takes: Kind, gives: Kind) -> ProjectBuild:
 
 PROJECT_OPERATORS: Mapping[str, ProjectBuild] = {
     "size": _size,
-    # $sum of null is 0 in MongoDB; spelled out because mongomock fails on it.
-    "sum": lambda path, kind, where: ({"$sum": {"$ifNull": [path, []]}}, Kind.ANY),
+    # The numbers of an array summed, a number itself, anything else 0 (MongoDB's $sum).
+    "sum": lambda path, kind, where: ({"$sum": path}, Kind.ANY),
     "array_to_object": _shaped("$arrayToObject", Kind.ARRAY, Kind.OBJECT),
     "object_to_array": _shaped("$objectToArray", Kind.OBJECT, Kind.ARRAY),
 }
@@ -313,7 +350,7 @@ def _project(spec: Mapping[str, Any], names: Names, where: str) -> Clause:
             )
             raise ServiceError(
                 "ERROR_OPERATOR_NOT_SUPPORTED",
-                f"Project operator {operator!r} is not supported{hint}; use"
+                f"Project operator {shown(operator)} is not supported{hint}; use"
                 f" {', '.join(PROJECT_OPERATORS)}.",
                 key=f"{field_where}.operator",
             )
@@ -441,16 +478,19 @@ def _distinct(key: Any, match: Clause, query: Mapping[str, Any], limits: Limits)
     if kind is Kind.OBJECT:
         raise invalid("query.distinct", f"{path[1:]} holds objects; name a field inside it.")
     head: list[Clause] = [{"$match": match}]
-    array = next((a for a in schema.ARRAY_FIELDS if path[1:].startswith(a + ".")), None)
+    field = path[1:]
+    array = next((a for a in schema.ARRAY_FIELDS if field == a or field.startswith(a + ".")), None)
     if array is not None:
         head.append({"$unwind": "$" + array})
+    # As MongoDB's distinct: a null value counts, a missing field does not; BSON order.
     head += [
-        {"$match": {path[1:]: {"$ne": None}}},
+        {"$match": {field: {"$exists": True}}},
         {"$group": {"_id": path}},
         {"$sort": {"_id": 1}},
     ]
+    origins = ("query.filter", *["query.distinct"] * (len(head) - 1))
     pipeline, count = _paged(head, query.get("page"), limits)
-    return StatPlan(pipeline, count, distinct=True)
+    return StatPlan(pipeline, count, distinct=True, origins=origins)
 
 
 def compile_stat(
@@ -469,7 +509,11 @@ def compile_stat(
     ctx = _Context(limits, now)
     names = Names()
     stages: list[Clause] = [{"$match": match}]
+    origins = ["query.filter"]
     for i, raw in enumerate(aggregate):
-        stages += _stage(raw, names, f"query.aggregate[{i}]", ctx)
+        where = f"query.aggregate[{i}]"
+        built = _stage(raw, names, where, ctx)
+        stages += built
+        origins += [where] * len(built)
     pipeline, count = _paged(stages, query.get("page"), limits)
-    return StatPlan(pipeline, count, distinct=False)
+    return StatPlan(pipeline, count, distinct=False, origins=tuple(origins))

@@ -1,0 +1,459 @@
+"""The embedded in-process store (mongomock), made to behave like MongoDB and to keep time limits.
+
+mongomock runs every query in Python, in the calling thread, and ignores ``maxTimeMS``. Three
+things keep a hostile query from stalling the process here, as ``maxTimeMS`` and per-stage memory
+limits do on a real server:
+
+- Callers' patterns (``$regex``) are evaluated by the ``regex`` module with the call's remaining
+  time as its timeout and without holding the interpreter lock, so no pattern blocks other
+  threads and none runs past the deadline.
+- A :class:`Watchdog` interrupts the thread of a scan or pipeline that outlives its deadline
+  (mongomock is pure Python, so the interruption lands at the next bytecode).
+- ``$unwind`` is run here, sharing rather than deep-copying the rest of each row, and refuses
+  to produce more than :data:`MAX_ROWS` rows.
+
+The filters and pipelines are the same standard MongoDB documents a real server receives; only
+how they are evaluated differs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import regex
+from bson import ObjectId, Regex
+from mongomock.aggregate import _PIPELINE_HANDLERS
+from mongomock.filtering import filter_applies
+from pymongo.errors import OperationFailure
+
+from spaceone_job.errors import ServiceError
+from spaceone_job.store.store import (
+    Document,
+    DuplicateJobId,
+    JobStore,
+    QueryRefused,
+    copied,
+    request_timeout,
+    without_id,
+    without_object_ids,
+)
+
+T = TypeVar("T")
+LOG = logging.getLogger(__name__)
+_REFUSALS = (
+    OperationFailure,
+    TypeError,
+    ValueError,
+    AttributeError,
+    ArithmeticError,
+    NotImplementedError,
+)
+# The most rows one pipeline stage may produce here (MongoDB bounds a stage by its memory).
+MAX_ROWS = 250_000
+REFIRE_S = 0.05
+_FLAGS = {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL, "x": regex.VERBOSE}
+
+
+class _Interrupted(BaseException):
+    """Raised in a thread whose query ran out of time.
+
+    A BaseException, so that no ``except Exception`` inside mongomock swallows it.
+    """
+
+
+@dataclass
+class _Guard:
+    thread_id: int
+    deadline: float
+    active: bool = True
+    fired: bool = False
+
+
+def _raise_in(thread_id: int, exception: type[BaseException] | None) -> None:
+    """Raise ``exception`` asynchronously in a thread (None clears a pending one)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), None if exception is None else ctypes.py_object(exception)
+    )
+
+
+class Watchdog:
+    """Interrupts guarded work in its own thread once its deadline has passed."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Guard]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def run(self, timeout: float | None, work: Callable[[float], T]) -> T:
+        """``work(deadline)`` with ``deadline`` = now + ``timeout`` (monotonic clock).
+
+        Past the deadline, ``work`` is interrupted and ``ERROR_REQUEST_TIMEOUT`` raised.
+        """
+        if timeout is None:
+            return work(float("inf"))
+        guard = _Guard(threading.get_ident(), time.monotonic() + timeout)
+        with self._cond:
+            heapq.heappush(self._heap, (guard.deadline, next(self._order), guard))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        try:
+            try:
+                return work(guard.deadline)
+            finally:
+                with self._cond:
+                    guard.active = False
+                    if guard.fired:
+                        _raise_in(guard.thread_id, None)
+        except _Interrupted:
+            raise request_timeout() from None
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                deadline, _, guard = self._heap[0]
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                heapq.heappop(self._heap)
+                if guard.active:
+                    guard.fired = True
+                    _raise_in(guard.thread_id, _Interrupted)
+                    # Python swallows an exception raised inside a GC callback or a __del__;
+                    # the work is interrupted again until it has really stopped.
+                    again = time.monotonic() + REFIRE_S
+                    heapq.heappush(self._heap, (again, next(self._order), guard))
+
+
+WATCHDOG = Watchdog()
+
+
+class _BoundedPattern(Regex[str]):
+    """A ``$regex`` that mongomock evaluates (through ``try_compile``) with the ``regex`` module,
+    under the call's deadline and without the interpreter lock."""
+
+    def __init__(self, pattern: str, options: str, deadline: float) -> None:
+        flags = 0
+        for option in options:
+            flags |= _FLAGS.get(option, 0)
+        super().__init__(pattern, flags)
+        self._compiled = regex.compile(pattern, flags)
+        self._deadline = deadline
+
+    def try_compile(self) -> _BoundedPattern:  # type: ignore[override]
+        """What mongomock asks of a BSON regex: something with ``search``."""
+        return self
+
+    def search(self, text: str) -> Any:
+        """The first match in ``text``; :class:`_Interrupted` once the deadline has passed."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise _Interrupted
+        try:
+            return self._compiled.search(text, timeout=left, concurrent=True)
+        except TimeoutError:
+            raise _Interrupted from None
+
+
+def bounded(spec: Any, deadline: float) -> Any:
+    """A filter with every ``{"$regex", "$options"}`` made a :class:`_BoundedPattern`."""
+    if isinstance(spec, dict):
+        pattern = spec.get("$regex")
+        if isinstance(pattern, str):
+            rest = {k: bounded(v, deadline) for k, v in spec.items() if k not in _REGEX_KEYS}
+            return {"$regex": _BoundedPattern(pattern, spec.get("$options", ""), deadline), **rest}
+        return {key: bounded(value, deadline) for key, value in spec.items()}
+    if isinstance(spec, list):
+        return [bounded(item, deadline) for item in spec]
+    return spec
+
+
+_REGEX_KEYS = ("$regex", "$options")
+
+
+def _value_at(doc: Any, parts: Sequence[str]) -> Any:
+    for part in parts:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(part)
+    return doc
+
+
+def _replaced(doc: Document, parts: Sequence[str], item: Any) -> Document:
+    head, *rest = parts
+    row = dict(doc)
+    row[head] = _replaced(doc[head], rest, item) if rest else item
+    return row
+
+
+def mongo_sum(value: Any) -> int | float:
+    """MongoDB's ``$sum`` of one operand: an array's numbers summed, a number, otherwise 0."""
+    items = value if isinstance(value, list) else [value]
+    numbers = [v for v in items if isinstance(v, int | float) and not isinstance(v, bool)]
+    return sum(numbers)
+
+
+def unwind(rows: list[Document], path: str) -> list[Document]:
+    """MongoDB's ``$unwind`` of ``$path``: one row per element; missing, null and empty arrays
+    give no row, any other value one. Rows share what they do not replace."""
+    parts = path.removeprefix("$").split(".")
+    out: list[Document] = []
+    for row in rows:
+        value = _value_at(row, parts)
+        items = value if isinstance(value, list) else [] if value is None else [value]
+        if len(out) + len(items) > MAX_ROWS:
+            raise ServiceError(
+                "ERROR_INVALID_PARAMETER",
+                f"An unwind would produce more than {MAX_ROWS} rows; narrow the query.",
+                key="unwind",
+            )
+        out.extend(_replaced(row, parts, item) for item in items)
+    return out
+
+
+class EmbeddedJobStore(JobStore):
+    """The in-process mongomock store (development and tests), made to behave like MongoDB.
+
+    mongomock has no indexes: it scans every document for every query and checks uniqueness by
+    scanning on every insert. A ``job_id`` map stands in for MongoDB's unique index: it keeps
+    ``job_id`` unique, and a query that pins one ``job_id`` (get, cancel) looks at that one
+    document, matched by mongomock's own filter code. mongomock also applies a conditional update
+    as read-then-write; serialising writes makes it atomic, as a real server does.
+    """
+
+    embedded = True
+
+    def __init__(self, collection: Any, description: str) -> None:
+        super().__init__(collection, description)
+        self._lock = threading.RLock()
+        self._ids: dict[str, Any] = {}
+
+    def ensure_indexes(self) -> None:
+        """Nothing to create: mongomock's indexes only slow inserts; see the class doc."""
+
+    def insert(self, documents: Sequence[Document], timeout: float | None = None) -> None:
+        """Insert documents; a ``job_id`` already stored raises :class:`DuplicateJobId`."""
+        with self._lock:
+            batch = [doc["job_id"] for doc in documents]
+            clash = next((j for j in batch if j in self._ids), None)
+            if clash is None and len(set(batch)) != len(batch):
+                clash = next(j for j in batch if batch.count(j) > 1)
+            if clash is not None:
+                raise DuplicateJobId(f"job_id {clash} is already stored")
+            super().insert(documents, timeout)
+            self._ids.update((doc["job_id"], doc["_id"]) for doc in documents)
+
+    def _stored(self) -> list[Document]:
+        # A snapshot: mongomock holds a reader lock while its generator is open.
+        with self._lock:
+            return list(self._collection._store.documents)
+
+    def _matches(self, filter: Document, deadline: float) -> Iterator[Document]:
+        spec = bounded(filter, deadline)
+        return (doc for doc in self._stored() if filter_applies(spec, doc))
+
+    def _pinned(self, filter: Document) -> tuple[bool, Document | None]:
+        """Whether ``filter`` pins one ``job_id``, and then the stored document if it matches."""
+        job_id = _pinned_job_id(filter)
+        if job_id is None:
+            return False, None
+        try:
+            stored: Document = self._collection._store[self._ids[job_id]]
+        except KeyError:
+            return True, None
+        return True, stored if filter_applies(filter, stored) else None
+
+    def find_one(
+        self,
+        filter: Document,
+        projection: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Document | None:
+        """The first document matching ``filter``, or None."""
+        if projection is None:
+            pinned, found = self._pinned(filter)
+            if pinned:
+                return None if found is None else without_id(found)
+        return super().find_one(filter, projection, timeout)
+
+    def update_one(
+        self,
+        filter: Document,
+        changes: Document,
+        projection: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Document | None:
+        """Apply ``changes`` to one match, atomically; the new document."""
+        with self._lock:
+            pinned, found = self._pinned(filter)
+            if pinned and found is None:
+                return None
+            if found is not None:
+                filter = {"_id": found["_id"]}  # matched above
+            return super().update_one(filter, changes, projection, timeout)
+
+    def update_many(self, filter: Document, changes: Document, timeout: float | None = None) -> int:
+        """Apply ``changes`` to every match; how many changed."""
+        with self._lock:
+            return super().update_many(filter, changes, timeout)
+
+    def count(self, filter: Document, *, timeout: float) -> int:
+        """How many documents match ``filter``, within ``timeout``."""
+        return WATCHDOG.run(
+            timeout, lambda deadline: sum(1 for _ in self._matches(filter, deadline))
+        )
+
+    def find(
+        self,
+        filter: Document,
+        *,
+        projection: Mapping[str, Any] | None,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int,
+        timeout: float,
+    ) -> list[Document]:
+        """Documents matching ``filter``, sorted and paged, within ``timeout``.
+
+        mongomock copies every match and sorts with a slow BSON comparator before it pages. Here
+        the matches are sorted on scalar keys in BSON order without copying, and only the page is
+        copied (projected by mongomock when asked); sort values that are not plain scalars take
+        mongomock's own path.
+        """
+
+        def work(deadline: float) -> list[Document]:
+            matches = list(self._matches(filter, deadline))
+            try:
+                for path, direction in reversed(sort):
+                    matches.sort(key=_sort_key(path), reverse=direction < 0)
+            except _NotScalar:
+                return super(EmbeddedJobStore, self).find(
+                    bounded(filter, deadline),
+                    projection=projection,
+                    sort=sort,
+                    skip=skip,
+                    limit=limit,
+                    timeout=max(deadline - time.monotonic(), 0.001),
+                )
+            page = matches[skip : skip + limit if limit else None]
+            if not projection:
+                return [without_id(doc) for doc in page]
+            ids = [doc["_id"] for doc in page]
+            shown = {**projection, "_id": 1}
+            found = {d["_id"]: d for d in self._collection.find({"_id": {"$in": ids}}, shown)}
+            return [without_id(found[i]) for i in ids]
+
+        return WATCHDOG.run(timeout, work)
+
+    def aggregate(self, pipeline: Sequence[Document], *, timeout: float) -> list[Document]:
+        """Run an aggregation pipeline within ``timeout``; see the module doc for how."""
+
+        def work(deadline: float) -> list[Document]:
+            rows = [copied(doc) for doc in self._stored()]
+            for index, stage in enumerate(pipeline):
+                try:
+                    rows = self._stage(rows, stage, deadline)
+                except _REFUSALS as exc:
+                    # Where MongoDB refuses values that do not fit an expression, mongomock
+                    # fails in Python; either way it is the caller's query against these values.
+                    LOG.info("stage %d refused by the embedded store: %r", index, exc)
+                    raise QueryRefused(f"{type(exc).__name__}: {exc}", stage=index) from exc
+            return [without_object_ids(row) for row in rows]
+
+        return WATCHDOG.run(timeout, work)
+
+    def _stage(self, rows: list[Document], stage: Document, deadline: float) -> list[Document]:
+        ((operator, options),) = stage.items()
+        if operator == "$unwind":
+            return unwind(rows, options)
+        if operator == "$match":
+            spec = bounded(options, deadline)
+            return [row for row in rows if filter_applies(spec, row)]
+        if operator == "$project":
+            return self._project(rows, options)
+        handler = _PIPELINE_HANDLERS[operator]
+        return list(handler(rows, self._collection.database, options))
+
+    def _project(self, rows: list[Document], options: Document) -> list[Document]:
+        """``$project``, with the ``{"$sum": "$path"}`` fields evaluated here as MongoDB does
+        (mongomock fails on null and scalars, and answers 0 for a wrapped array)."""
+        sums = {
+            name: spec["$sum"][1:].split(".")
+            for name, spec in options.items()
+            if isinstance(spec, dict) and isinstance(spec.get("$sum"), str) and len(spec) == 1
+        }
+        rest = {name: spec for name, spec in options.items() if name not in sums}
+        if any(name != "_id" for name in rest):
+            out = list(_PIPELINE_HANDLERS["$project"](rows, self._collection.database, rest))
+        else:  # nothing left for mongomock, which would read {"_id": 0} as an exclusion
+            keep_id = rest.get("_id", 1) != 0
+            out = [{"_id": row["_id"]} if keep_id and "_id" in row else {} for row in rows]
+        for row, projected in zip(rows, out, strict=True):
+            for name, parts in sums.items():
+                projected[name] = mongo_sum(_value_at(row, parts))
+        return out
+
+    def drop(self) -> None:
+        """Remove every job."""
+        with self._lock:
+            super().drop()
+            self._ids.clear()
+
+
+class _NotScalar(Exception):
+    """A sort value this store cannot order by itself (an array or a document)."""
+
+
+# BSON's order across types: null (and missing) < numbers < strings < ObjectId < bool < dates.
+def _bson_rank(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (1, 0)
+    if isinstance(value, bool):
+        return (8, value)
+    if isinstance(value, int | float):
+        return (2, value)
+    if isinstance(value, str):
+        return (3, value)
+    if isinstance(value, ObjectId):
+        return (7, value.binary)
+    if isinstance(value, datetime):
+        return (9, value)
+    raise _NotScalar
+
+
+def _sort_key(path: str) -> Callable[[Document], tuple[int, Any]]:
+    parts = path.split(".")
+
+    def key(doc: Document) -> tuple[int, Any]:
+        value: Any = doc
+        for part in parts:
+            if isinstance(value, list):
+                raise _NotScalar
+            value = value.get(part) if isinstance(value, dict) else None
+        return _bson_rank(value)
+
+    return key
+
+
+def _pinned_job_id(filter: Document) -> str | None:
+    """The ``job_id`` a filter requires: a top-level conjunct that says ``job_id == x``."""
+    for clause in (filter, *filter.get("$and", ())):
+        value = clause.get("job_id")
+        if isinstance(value, str):
+            return value
+    return None
