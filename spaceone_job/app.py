@@ -11,17 +11,18 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from google.protobuf.internal import api_implementation
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 
-from spaceone_job import auth, observe, seed
+from spaceone_job import auth, observe, seed, server
 from spaceone_job.api.servicer import JobServicer
-from spaceone_job.config import Settings
+from spaceone_job.config import SettingError, Settings, flag
 from spaceone_job.lifecycle import Lifecycle, Sweeper
 from spaceone_job.query.filters import Limits
-from spaceone_job.server import Served, build_server
+from spaceone_job.server import Served
 from spaceone_job.service import Clock, JobService, utcnow
 from spaceone_job.store.store import JobStore, connect
 
@@ -50,7 +51,10 @@ class Keys:
 def load_keys(settings: Settings) -> Keys:
     """The JWKS file when configured; otherwise the development key pair in the state folder."""
     if settings.jwks:
-        return Keys(auth.Authenticator.from_jwks_file(Path(settings.jwks)), None)
+        try:
+            return Keys(auth.Authenticator.from_jwks_file(Path(settings.jwks)), None)
+        except auth.KeysError as exc:
+            raise SettingError(f"{flag('jwks')}: {exc}") from exc
     dev = auth.dev_keys(settings.state_path)
     return Keys(auth.Authenticator.from_jwks_file(dev.jwks), dev.private_key)
 
@@ -96,6 +100,9 @@ class App:
 
     def __init__(self, settings: Settings, store: JobStore | None = None, clock: Clock = utcnow):
         self.settings = settings
+        # What a setting can get wrong is found first, before anything is connected or logged.
+        self.keys = load_keys(settings)
+        self.tls = server.credentials(settings)
         self.store = store or connect(
             settings.mongodb_uri,
             settings.database,
@@ -103,13 +110,16 @@ class App:
             query_timeout_ms=settings.query_timeout_ms,
         )
         self.clock = clock
-        self.keys = load_keys(settings)
         self.service = JobService(self.store, limits_of(settings), settings.query_timeout_ms, clock)
+        self.servicer = JobServicer(
+            self.service, self.keys.authenticator, settings.max_concurrent_rpcs
+        )
+        self.seeded = 0
         self.lifecycle = Lifecycle(self.store, clock)
         self.sweeper = Sweeper(self.lifecycle, settings.timeout_s, settings.sweep_interval_s)
         self.served: Served | None = None
         self.monitor: HealthMonitor | None = None
-        self.metrics_port: int | None = None
+        self.metrics: WSGIServer | None = None
 
     def prepare_store(self) -> int:
         """Create indexes and load the seed file; how many jobs were seeded."""
@@ -117,20 +127,26 @@ class App:
             self.store.ensure_indexes()
         else:
             LOG.warning("database unreachable at start; indexes will not be created now")
-        if not self.settings.seed:
-            return 0
-        return seed.load(self.store, Path(self.settings.seed), self.clock())
+        if self.settings.seed:
+            self.seeded = seed.load(self.store, Path(self.settings.seed), self.clock())
+        return self.seeded
+
+    def bind(self) -> int:
+        """Claim the port (:class:`StartError` when it is taken); the bound port."""
+        servicer = self.servicer
+
+        def register(grpc_server: grpc.Server) -> None:
+            job_pb2_grpc.add_JobServicer_to_server(servicer, grpc_server)
+
+        self.served = server.build_server(self.settings, [JOB_SERVICE], register, self.tls)
+        return self.served.port
 
     def start(self) -> int:
-        """Serve; the bound port."""
-        servicer = JobServicer(
-            self.service, self.keys.authenticator, self.settings.max_concurrent_rpcs
-        )
-
-        def register(server: grpc.Server) -> None:
-            job_pb2_grpc.add_JobServicer_to_server(servicer, server)
-
-        self.served = build_server(self.settings, [JOB_SERVICE], register)
+        """Serve (binding first if :meth:`bind` was not called); the bound port."""
+        if self.served is None:
+            self.bind()
+        assert self.served is not None
+        self.served.start()
         self.monitor = HealthMonitor(
             self.store,
             self.served,
@@ -138,38 +154,72 @@ class App:
             self.settings.db_timeout_ms / 1000,
         )
         self.monitor.start()
-        self.sweeper.start()
+        if self.settings.timeout_s > 0:
+            self.sweeper.start()
+        else:
+            LOG.info("timeout sweeper off (--timeout-s 0)")
         if api_implementation.Type() != "upb":
             LOG.warning(
                 "protobuf runs on its %s backend; upb is several times faster",
                 api_implementation.Type(),
             )
         if self.settings.metrics_port >= 0:
-            self.metrics_port = observe.serve_metrics(self.settings.metrics_port)
-            LOG.info("Prometheus metrics on :%d/metrics", self.metrics_port)
+            host = self.settings.metrics_host or self.settings.host
+            self.metrics = observe.serve_metrics(host, self.settings.metrics_port)
+            LOG.info("Prometheus metrics on http://%s:%d/metrics", *self.metrics.server_address[:2])
         LOG.info(
-            "spaceone-job %s listening on %s:%d; store: %s; protobuf backend: %s; auth: %s",
+            "spaceone-job %s listening on %s:%d (%s); store: %s, %d job(s) seeded;"
+            " protobuf backend: %s; auth: %s",
             version(),
             self.settings.host,
             self.served.port,
+            transport_of(self.settings),
             self.store.description,
+            self.seeded,
             api_implementation.Type(),
-            "development keys" if self.keys.dev_private_key else f"JWKS {self.settings.jwks}",
+            f"development keys in {self.settings.state_path}"
+            if self.keys.dev_private_key
+            else f"JWKS {self.settings.jwks}",
         )
         return self.served.port
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The port the metrics are served on, once started."""
+        return None if self.metrics is None else int(self.metrics.server_address[1])
+
     def stop(self, grace_s: float | None = None) -> None:
-        """Drain and stop: health NOT_SERVING, in-flight calls finish within the grace period."""
+        """Drain and stop.
+
+        Health turns NOT_SERVING at once while the port stays open, so probes read it; Job calls
+        that arrive meanwhile are refused UNAVAILABLE ``ERROR_SERVER_STOPPING`` (retryable);
+        those in flight have ``grace_s`` to finish; then the port closes.
+        """
+        grace = self.settings.grace_s if grace_s is None else grace_s
         self.sweeper.stop()
         if self.monitor is not None:
             self.monitor.stop()
         if self.served is not None:
-            self.served.stop(self.settings.grace_s if grace_s is None else grace_s)
+            self.served.set_serving(False)
+            drained = self.servicer.gate.drain(grace)
+            if not drained:
+                LOG.warning("calls still running after %.1f s are cancelled", grace)
+            self.served.stop(0)
+        if self.metrics is not None:
+            self.metrics.shutdown()
+            self.metrics.server_close()
 
     def wait(self) -> None:
         """Block until the server has stopped."""
         if self.served is not None:
             self.served.server.wait_for_termination()
+
+
+def transport_of(settings: Settings) -> str:
+    """plaintext, TLS or mTLS, as the settings make it."""
+    if not settings.tls_cert:
+        return "plaintext"
+    return "mTLS" if settings.tls_client_ca else "TLS"
 
 
 def version() -> str:

@@ -1,4 +1,8 @@
-"""``spaceone-job``: ``serve`` the API, mint a development ``token``; ``--version``, ``--help``."""
+"""``spaceone-job``: ``serve`` the API, mint a development ``token``; ``--version``, ``--help``.
+
+A mistake in how it is started (a flag, a variable, a file) ends in one line on stderr naming
+the setting and exit status 2; a port that is taken, in one line and status 1. Never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from spaceone_job import auth, config
+from spaceone_job import auth, config, observe
 from spaceone_job.app import JOB_SERVICE, App, version
 from spaceone_job.config import Settings
+from spaceone_job.errors import ServiceError
 from spaceone_job.seed import SeedError
-from spaceone_job.store.store import EMBEDDED_DESCRIPTION
+from spaceone_job.server import StartError
+
+LOG = logging.getLogger(__name__)
+BANNER_TOKEN_TTL_S = 12 * 3600
 
 
 def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,7 +33,7 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "serve",
         help="serve the Job API",
         description="Serve spaceone.api.cost_analysis.v1.Job. Every flag also reads from "
-        "SPACEONE_JOB_<NAME> (e.g. SPACEONE_JOB_MONGODB_URI).",
+        "SPACEONE_JOB_<NAME> (e.g. SPACEONE_JOB_MONGODB_URI); a flag wins.",
     )
     for f in config.setting_fields():
         serve.add_argument(
@@ -39,18 +47,40 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 def _token_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = commands.add_parser(
-        "token", help="print a development token that a dev-mode server accepts"
+        "token",
+        help="print a development token that a dev-mode server accepts",
+        description="Print a token signed with the development key that `spaceone-job serve`"
+        " uses when no --jwks is set.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    token.add_argument("--domain-id", required=True)
-    token.add_argument("--workspace-id")
+    token.add_argument("--domain-id", help="the token's domain (did); required but with --system")
+    token.add_argument(
+        "--workspace-id", help="the token's workspace (wid); required for workspace roles"
+    )
     token.add_argument(
         "--role",
         default=auth.DOMAIN_ADMIN,
         choices=sorted(auth.ALLOWED_ROLES),
-        help="role claim (rol); workspace roles need --workspace-id",
+        help="the token's role (rol)",
+    )
+    token.add_argument(
+        "--system",
+        action="store_true",
+        help="a SYSTEM_TOKEN instead: callers name the tenant with x_domain_id metadata",
+    )
+    token.add_argument(
+        "--permissions",
+        nargs="+",
+        default=[],
+        metavar="PERMISSION",
+        help="the permissions claim (prefixes such as cost-analysis:Job.read); none = all",
     )
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
-    token.add_argument("--state-dir", default=Settings.state_dir, help="the server's state folder")
+    token.add_argument(
+        "--state-dir",
+        default=config.default_state_dir(),
+        help="the server's state folder, where the development key lives",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,33 +106,66 @@ def _command(name: str) -> str:
         return str(beside)
 
 
+def _transport(settings: Settings) -> str:
+    """grpcurl's flags for how this server is reached."""
+    if not settings.tls_cert:
+        return "-plaintext"
+    ca = shlex.quote(settings.tls_client_ca or settings.tls_cert)
+    mutual = " -cert client.pem -key client.key" if settings.tls_client_ca else ""
+    return f"-cacert {ca}{mutual}"
+
+
+def _sample(app: App) -> dict[str, str]:
+    """A job to show in the examples; none while the database is down or empty."""
+    try:
+        found = app.store.find_one({"status": "IN_PROGRESS"}, timeout=1) or app.store.find_one(
+            {}, timeout=1
+        )
+    except ServiceError:
+        return {}
+    return {key: str(found[key]) for key in ("domain_id", "job_id")} if found else {}
+
+
 def _banner(app: App, port: int) -> str:
     """How to call a development server: a token and grpcurl lines that work as printed."""
     private_key = app.keys.dev_private_key
     if private_key is None:
         return ""
-    sample = app.store.find_one({"status": "IN_PROGRESS"}) or app.store.find_one({}) or {}
+    sample = _sample(app)
     domain_id = sample.get("domain_id", "domain-demo")
-    job_id = sample.get("job_id", "job-000000000000")
-    token = auth.mint_token(private_key, domain_id=domain_id, ttl_s=12 * 3600)
-    tool = _command("grpcurl")
+    token = auth.mint_token(private_key, domain_id=domain_id, ttl_s=BANNER_TOKEN_TTL_S)
+    tool, transport = _command("grpcurl"), _transport(app.settings)
     address = f"localhost:{port}"
-    body = shlex.quote(json.dumps({"job_id": job_id}))
-    call = f"{tool} -plaintext -H {shlex.quote('token: ' + token)}"
+    call = f'{tool} {transport} -H "token: $TOKEN"'
+    page = shlex.quote(json.dumps({"query": {"page": {"limit": 3}}}))
     lines = [
         "",
-        f"Development mode: DOMAIN_ADMIN token for {domain_id} (valid 12 h):",
-        f"  {token}",
+        f"Development mode: keys in {app.settings.state_path}. A DOMAIN_ADMIN token for"
+        f" {domain_id}, valid 12 h:",
+        "",
+        f"TOKEN={token}",
         "",
         "Try it:",
-        f"  {tool} -plaintext {address} list",
-        f"  {tool} -plaintext {address} describe {JOB_SERVICE}",
-        f"  {call} -d {body} {address} {JOB_SERVICE}/get",
-        f"  {call} -d {shlex.quote(json.dumps({'query': {'page': {'limit': 3}}}))} {address} "
-        f"{JOB_SERVICE}/list",
-        f"  {call} -d {body} {address} {JOB_SERVICE}/cancel",
+        f"  {tool} {transport} {address} list",
+        f"  {tool} {transport} {address} describe {JOB_SERVICE}",
+        f"  {call} -d {page} {address} {JOB_SERVICE}/list",
+    ]
+    if "job_id" in sample:
+        body = shlex.quote(json.dumps({"job_id": sample["job_id"]}))
+        lines += [
+            f"  {call} -d {body} {address} {JOB_SERVICE}/get",
+            f"  {call} -d {body} {address} {JOB_SERVICE}/cancel",
+        ]
+    if app.settings.tls_client_ca:
+        lines += ["  (client.pem / client.key: a client certificate signed by that CA)"]
+    state = (
+        ""
+        if app.settings.state_dir == config.default_state_dir()
+        else f" --state-dir {shlex.quote(app.settings.state_dir)}"
+    )
+    lines += [
         "",
-        f"More tokens: {_command('spaceone-job')} token --domain-id D"
+        f"More tokens: {_command('spaceone-job')} token{state} --domain-id D"
         " [--workspace-id W --role WORKSPACE_OWNER]",
         "",
     ]
@@ -111,19 +174,14 @@ def _banner(app: App, port: int) -> str:
 
 def serve(settings: Settings) -> int:
     """Run the server until SIGTERM or SIGINT, then drain and exit 0."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    observe.configure_logging(settings.log_level, settings.log_format)
     app = App(settings)
+    app.bind()
     try:
-        seeded = app.prepare_store()
+        app.prepare_store()
     except (SeedError, OSError) as exc:
         print(f"spaceone-job: cannot load seed: {exc}", file=sys.stderr)
         return 2
-    if app.store.description == EMBEDDED_DESCRIPTION:
-        logging.getLogger(__name__).warning(
-            "store: %s; %d job(s) seeded", EMBEDDED_DESCRIPTION, seeded
-        )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -134,28 +192,47 @@ def serve(settings: Settings) -> int:
     port = app.start()
     print(_banner(app, port), flush=True)
     stop.wait()
-    logging.getLogger(__name__).info("stopping: draining for up to %.1f s", settings.grace_s)
+    LOG.info("stopping: health NOT_SERVING, draining for up to %.1f s", settings.grace_s)
     app.stop()
+    LOG.info("stopped")
     return 0
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.ttl <= 0:
+        raise config.SettingError(f"--ttl must be greater than 0; got {args.ttl}")
+    if not args.system and not (args.domain_id or "").strip():
+        raise config.SettingError("--domain-id is required (or --system for a system token)")
+    workspace_role = args.role in (auth.WORKSPACE_OWNER, auth.WORKSPACE_MEMBER)
+    if workspace_role and not args.system and not (args.workspace_id or "").strip():
+        raise config.SettingError(f"--role {args.role} needs --workspace-id")
+    keys = auth.dev_keys(Path(args.state_dir))
+    return auth.mint_token(
+        keys.private_key,
+        domain_id=(args.domain_id or "domain-root").strip(),
+        workspace_id=args.workspace_id,
+        role=auth.SYSTEM_TOKEN if args.system else args.role,
+        kind=auth.SYSTEM_TOKEN if args.system else "ACCESS_TOKEN",
+        ttl_s=args.ttl,
+        permissions=args.permissions,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spaceone-job`` command."""
     args = parser().parse_args(argv)
-    if args.command == "token":
-        keys = auth.dev_keys(Path(args.state_dir))
-        print(
-            auth.mint_token(
-                keys.private_key,
-                domain_id=args.domain_id,
-                workspace_id=args.workspace_id,
-                role=args.role,
-                ttl_s=args.ttl,
-            )
-        )
-        return 0
-    flags = {f.name: getattr(args, f.name) for f in config.setting_fields()}
-    return serve(config.from_sources(flags))
+    try:
+        if args.command == "token":
+            print(_token(args))
+            return 0
+        flags = {f.name: getattr(args, f.name) for f in config.setting_fields()}
+        return serve(config.from_sources(flags))
+    except config.SettingError as exc:
+        print(f"spaceone-job: {exc}", file=sys.stderr)
+        return 2
+    except StartError as exc:
+        print(f"spaceone-job: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,13 +7,29 @@ Each field is a ``serve`` flag (``--mongodb-uri``) and an environment variable
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "SPACEONE_JOB_"
+# Variables with the prefix that are not settings: the test suite's own.
+OTHER_VARIABLES = frozenset({"SPACEONE_JOB_TEST_MONGODB_URI"})
+LOG_FORMATS = ("text", "json")
+
+
+class SettingError(ValueError):
+    """A setting that cannot work, said in one line naming the flag and its variable."""
+
+
+def default_state_dir() -> str:
+    """The per-user state folder (``$XDG_STATE_HOME/spaceone-job``, else
+    ``~/.local/state/spaceone-job``): ``serve`` and ``token`` find the same development key
+    wherever they are run from."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "spaceone-job")
 
 
 def _setting(default: Any, doc: str) -> Any:
@@ -29,7 +45,7 @@ class Settings:
     mongodb_uri: str = _setting("", "MongoDB URI; empty = embedded in-memory store (development)")
     database: str = _setting("cost-analysis", "MongoDB database name (upstream's by default)")
     seed: str = _setting("", "JSON Lines file of jobs to load at start (all or nothing)")
-    state_dir: str = _setting(".spaceone-job", "folder for the development key pair")
+    state_dir: str = _setting(default_state_dir(), "folder of the development key pair")
     jwks: str = _setting("", "JWKS file with the token-signing public keys; empty = dev keys")
     timeout_s: int = _setting(7200, "IN_PROGRESS jobs with no update this long become TIMEOUT")
     sweep_interval_s: int = _setting(60, "how often the timeout sweeper runs")
@@ -47,12 +63,81 @@ class Settings:
     tls_key: str = _setting("", "PEM private key of --tls-cert")
     tls_client_ca: str = _setting("", "PEM CA bundle; when set, clients must present a cert")
     metrics_port: int = _setting(-1, "Prometheus metrics port (-1 = off, 0 = any free port)")
-    log_level: str = _setting("INFO", "logging level")
+    metrics_host: str = _setting("", "address of the metrics port; empty = the --host value")
+    log_level: str = _setting("INFO", "logging level: DEBUG, INFO, WARNING or ERROR")
+    log_format: str = _setting("text", "log lines as text or as one JSON object each (json)")
+
+    def __post_init__(self) -> None:
+        for check in _CHECKS:
+            problem = check(self)
+            if problem is not None:
+                raise SettingError(problem)
 
     @property
     def state_path(self) -> Path:
         """The state folder as a path."""
         return Path(self.state_dir)
+
+
+def flag(name: str) -> str:
+    """How a setting is named to a person: its flag and its variable."""
+    return f"--{name.replace('_', '-')} ({env_name(name)})"
+
+
+def _tls(s: Settings) -> str | None:
+    if (s.tls_key or s.tls_client_ca) and not s.tls_cert:
+        given = flag("tls_key") if s.tls_key else flag("tls_client_ca")
+        return f"{given} is set but {flag('tls_cert')} is not: TLS needs a certificate"
+    if s.tls_cert and not s.tls_key:
+        return f"{flag('tls_cert')} needs {flag('tls_key')}"
+    return None
+
+
+def _positive(*names: str) -> Callable[[Settings], str | None]:
+    def check(s: Settings) -> str | None:
+        for name in names:
+            if getattr(s, name) <= 0:
+                return f"{flag(name)} must be greater than 0; got {getattr(s, name)}"
+        return None
+
+    return check
+
+
+def _choices(s: Settings) -> str | None:
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        return f"{flag('log_level')} is DEBUG, INFO, WARNING or ERROR; got {s.log_level!r}"
+    if s.log_format not in LOG_FORMATS:
+        return f"{flag('log_format')} is text or json; got {s.log_format!r}"
+    return None
+
+
+def _ranges(s: Settings) -> str | None:
+    if not 0 <= s.port <= 65535:
+        return f"{flag('port')} is 0 to 65535; got {s.port}"
+    if not -1 <= s.metrics_port <= 65535:
+        return f"{flag('metrics_port')} is -1 (off) or 0 to 65535; got {s.metrics_port}"
+    if s.timeout_s < 0:
+        return f"{flag('timeout_s')} is 0 (sweeper off) or more seconds; got {s.timeout_s}"
+    return None
+
+
+_CHECKS: tuple[Callable[[Settings], str | None], ...] = (
+    _tls,
+    _choices,
+    _ranges,
+    _positive(
+        "sweep_interval_s",
+        "health_interval_s",
+        "max_page_limit",
+        "query_timeout_ms",
+        "db_timeout_ms",
+        "max_in_list",
+        "max_regex_length",
+        "max_stat_stages",
+        "max_receive_message_bytes",
+        "max_concurrent_rpcs",
+    ),
+)
 
 
 def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
@@ -68,6 +153,7 @@ def env_name(name: str) -> str:
 def from_sources(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
     """Settings from parsed flags (``None`` = not given) over ``SPACEONE_JOB_*`` variables."""
     env = os.environ if environ is None else environ
+    _refuse_unknown_variables(env)
     values: dict[str, Any] = {}
     for f in setting_fields():
         convert: type = type(f.default)
@@ -77,5 +163,19 @@ def from_sources(flags: Mapping[str, Any], environ: Mapping[str, str] | None = N
             try:
                 values[f.name] = convert(env[env_name(f.name)])
             except ValueError as exc:
-                raise SystemExit(f"{env_name(f.name)}: not a valid {convert.__name__}") from exc
+                raise SettingError(
+                    f"{env_name(f.name)} is not a valid {convert.__name__}:"
+                    f" {env[env_name(f.name)]!r}"
+                ) from exc
     return Settings(**values)
+
+
+def _refuse_unknown_variables(env: Mapping[str, str]) -> None:
+    """A mistyped variable would silently leave its setting at the default (an in-memory store
+    instead of MongoDB, say): refuse it, naming the nearest known one."""
+    known = [env_name(f.name) for f in setting_fields()]
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in known and name not in OTHER_VARIABLES:
+            nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {nearest[0]}?" if nearest else ""
+            raise SettingError(f"unknown variable {name}{hint}")

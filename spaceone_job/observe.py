@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import grpc
 import prometheus_client
+from prometheus_client.exposition import ThreadingWSGIServer
 
 LOG = logging.getLogger("spaceone_job.calls")
 REQUEST_ID = "x-request-id"
+# The attribute of a log record that holds a call's fields.
+FIELDS = "call_fields"
+METRICS_PATH = "/metrics"
 
 CALLS = prometheus_client.Counter(
     "spaceone_job_calls", "Job API calls by method and status code", ["method", "code"]
@@ -43,6 +50,8 @@ class Call:
     domain_id: str = ""
     code: grpc.StatusCode = grpc.StatusCode.OK
     error_code: str = ""
+    # Why the call failed, in the caller's error's words (logged, never more than it was told).
+    reason: str = ""
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -59,6 +68,39 @@ def request_id(metadata: Mapping[str, str]) -> str:
     return uuid.uuid4().hex
 
 
+class JsonFormatter(logging.Formatter):
+    """Every record as one JSON object on one line; a call's line keeps its fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """``{"time", "level", "logger", ...}``: the call's fields, or ``message``."""
+        out: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        fields = getattr(record, FIELDS, None)
+        if isinstance(fields, dict):
+            out.update(fields)
+        else:
+            out["message"] = record.getMessage()
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, separators=(",", ":"), default=str)
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    """The root logger at ``level``, one line per record as ``text`` or ``json``."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
 @contextmanager
 def observed(method: str, metadata: Mapping[str, str]) -> Iterator[Call]:
     """Measure, count and log one call."""
@@ -73,22 +115,37 @@ def observed(method: str, metadata: Mapping[str, str]) -> Iterator[Call]:
         LATENCY.labels(method).observe(elapsed)
         if call.error_code in _DB_ERROR_CODES:
             DB_ERRORS.labels(call.error_code).inc()
-        LOG.info(
-            json.dumps(
-                {
-                    "method": method,
-                    "code": call.code.name,
-                    "error": call.error_code or None,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "domain_id": call.domain_id or None,
-                    "request_id": call.request_id,
-                },
-                separators=(",", ":"),
-            )
-        )
+        fields = {
+            "method": method,
+            "code": call.code.name,
+            "error": call.error_code or None,
+            "duration_ms": round(elapsed * 1000, 3),
+            "domain_id": call.domain_id or None,
+            "request_id": call.request_id,
+        }
+        if call.reason:
+            fields["reason"] = call.reason
+        LOG.info(json.dumps(fields, separators=(",", ":")), extra={FIELDS: fields})
 
 
-def serve_metrics(port: int) -> int:
-    """Expose the metrics over HTTP on ``port`` (0 = any free port); the bound port."""
-    server, _ = prometheus_client.start_http_server(port)
-    return int(server.server_port)
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not logged."""
+
+
+def serve_metrics(host: str, port: int) -> WSGIServer:
+    """Serve the metrics at ``http://host:port/metrics`` (0 = any free port) on a thread of
+    their own; every other path is 404. The running server (``server_address``, ``shutdown``).
+    """
+    metrics = prometheus_client.make_wsgi_app()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != METRICS_PATH:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [f"The metrics are at {METRICS_PATH}.\n".encode()]
+        body: Iterable[bytes] = metrics(environ, start_response)
+        return body
+
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

@@ -5,21 +5,28 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from spaceone_job.config import Settings
+from spaceone_job.config import SettingError, Settings, flag
 
 Register = Callable[[grpc.Server], None]
 # Threads beyond the Job call limit (see api/servicer.py), so that calls over it are refused at
 # once instead of queueing, and health and reflection always find a thread.
 REFUSING_THREADS = 8
+# Reflection v1 has v1alpha's messages under a new service name; newer tools ask v1 first.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -33,6 +40,11 @@ class Served:
     health: health.HealthServicer
     services: tuple[str, ...]
 
+    def start(self) -> None:
+        """Start serving on the bound port, every service SERVING."""
+        self.server.start()
+        self.set_serving(True)
+
     def set_serving(self, serving: bool) -> None:
         """Report every service (and the server, ``""``) as SERVING or NOT_SERVING."""
         status = SERVING if serving else NOT_SERVING
@@ -40,48 +52,127 @@ class Served:
             self.health.set(name, status)
 
     def stop(self, grace_s: float) -> None:
-        """NOT_SERVING first, refuse new calls, let in-flight calls finish for ``grace_s``."""
+        """NOT_SERVING, then close the port; calls still running after ``grace_s`` end."""
         self.set_serving(False)
         self.server.stop(grace_s).wait()
 
 
-def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
+class StartError(RuntimeError):
+    """The server cannot start as configured (the message says why, in one line)."""
+
+
+def _read(name: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise SettingError(f"{flag(name)}: cannot read {path}: {exc.strerror}") from exc
+
+
+def _public(key: Any) -> bytes:
+    return bytes(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+
+
+def credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials (None for plaintext), each file checked first, so that a mistake is
+    named as such (grpc would only fail to bind the port)."""
     if not settings.tls_cert:
         return None
-    if not settings.tls_key:
-        raise SystemExit("--tls-cert needs --tls-key")
-    ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
+    cert_pem, key_pem = _read("tls_cert", settings.tls_cert), _read("tls_key", settings.tls_key)
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise SettingError(
+            f"{flag('tls_cert')}: {settings.tls_cert} is not a PEM certificate"
+        ) from exc
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise SettingError(
+            f"{flag('tls_key')}: {settings.tls_key} is not an unencrypted PEM private key"
+        ) from exc
+    if _public(certificate.public_key()) != _public(key.public_key()):
+        raise SettingError(
+            f"{flag('tls_key')} is not the key of {flag('tls_cert')} (swapped or mismatched files?)"
+        )
+    ca = _read("tls_client_ca", settings.tls_client_ca) if settings.tls_client_ca else None
+    if ca is not None:
+        try:
+            x509.load_pem_x509_certificates(ca)
+        except ValueError as exc:
+            raise SettingError(
+                f"{flag('tls_client_ca')}: {settings.tls_client_ca} holds no PEM certificate"
+            ) from exc
     return grpc.ssl_server_credentials(
-        [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())],
-        root_certificates=ca,
-        require_client_auth=ca is not None,
+        [(key_pem, cert_pem)], root_certificates=ca, require_client_auth=ca is not None
     )
 
 
-def build_server(settings: Settings, services: Sequence[str], register: Register) -> Served:
-    """Start a server for ``services`` (registered by ``register``) with health and reflection."""
+def _enable_reflection(names: Sequence[str], server: grpc.Server) -> None:
+    servicer = reflection.ReflectionServicer(names)
+    reflection.enable_server_reflection(names, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),)
+    )
+
+
+def _claimable(host: str, port: int) -> None:
+    """Refuse a port that is taken, in one line, before grpc tries it (and logs its own)."""
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise StartError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise StartError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+def build_server(
+    settings: Settings,
+    services: Sequence[str],
+    register: Register,
+    tls: grpc.ServerCredentials | None = None,
+) -> Served:
+    """A server for ``services`` (registered by ``register``) with health and reflection, bound
+    to its port (:class:`StartError` when it cannot be) but not started yet."""
+    _claimable(settings.host, settings.port)
     threads = settings.max_concurrent_rpcs + REFUSING_THREADS
+    # No grpc-level call limit: grpc would refuse health and reflection too, without an ERROR_*
+    # code. Job calls over the limit are refused by the servicer, at once, on a spare thread.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
-        options=[("grpc.max_receive_message_length", settings.max_receive_message_bytes)],
-        # A backstop for calls still waiting for a thread; grpc refuses beyond it.
-        maximum_concurrent_rpcs=4 * threads,
+        options=[
+            ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+            # A second server on a port in use must fail, not share the port and the calls.
+            ("grpc.so_reuseport", 0),
+        ],
     )
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    _enable_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     address = f"{settings.host}:{settings.port}"
-    credentials = _credentials(settings)
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    try:
+        if tls is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise SystemExit(f"cannot listen on {address}")
-    server.start()
-    served = Served(server, port, health_servicer, tuple(services))
-    served.set_serving(True)
-    return served
+        raise StartError(
+            f"cannot listen on {address}: the port is in use, or the address is not this host's"
+        )
+    return Served(server, port, health_servicer, tuple(services))

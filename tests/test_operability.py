@@ -5,18 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymongo.errors import AutoReconnect, ExecutionTimeout, NetworkTimeout
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
@@ -24,7 +21,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 from spaceone_job.app import JOB_SERVICE
 from spaceone_job.store.store import JobStore, connect
 
-from .conftest import Live, Serve, Token, together
+from .conftest import Live, Serve, Token, certificate, together, write_pem
 
 CLOSED_PORT_URI = "mongodb://127.0.0.1:9/?directConnection=true"
 
@@ -185,56 +182,16 @@ def test_prometheus_metrics_count_calls(serve: Serve, token: Token) -> None:
     assert "spaceone_job_call_seconds_bucket" in text and "spaceone_job_calls_in_flight" in text
 
 
-def _certificate(
-    name: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-    ca: bool = False,
-) -> x509.Certificate:
-    now = datetime.now(UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer[0].subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-        )
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-
-
-def _pem(
-    tmp: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
-) -> tuple[Path, Path]:
-    cert_path, key_path = tmp / f"{name}.pem", tmp / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> dict[str, Path]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate("test-ca", ca_key, None, ca=True)
+    ca = certificate("test-ca", ca_key, None, ca=True)
     files: dict[str, Path] = {}
-    files["ca"], _ = _pem(tmp_path, "ca", ca, ca_key)
+    files["ca"], _ = write_pem(tmp_path, "ca", ca, ca_key)
     for name in ("server", "client"):
         key = ec.generate_private_key(ec.SECP256R1())
-        files[name], files[f"{name}_key"] = _pem(
-            tmp_path, name, _certificate("localhost", key, (ca, ca_key)), key
+        files[name], files[f"{name}_key"] = write_pem(
+            tmp_path, name, certificate("localhost", key, (ca, ca_key)), key
         )
     return files
 
@@ -260,7 +217,7 @@ def test_tls(serve: Serve, token: Token, pki: dict[str, Path]) -> None:
     assert _secure_list(live.port, token(), pki, client_cert=False) is grpc.StatusCode.OK
 
 
-def test_mutual_tls_requires_a_client_certificate(
+def test_mutual_tls_requires_a_clientcertificate(
     serve: Serve, token: Token, pki: dict[str, Path]
 ) -> None:
     live = serve(
@@ -271,3 +228,56 @@ def test_mutual_tls_requires_a_client_certificate(
     )
     assert _secure_list(live.port, token(), pki, client_cert=True) is grpc.StatusCode.OK
     assert _secure_list(live.port, token(), pki, client_cert=False) is grpc.StatusCode.UNAVAILABLE
+
+
+def test_overload_is_refused_at_once_and_health_always_answers(
+    serve: Serve, token: Token, store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = serve()  # the default call limit: 64
+    limit = live.app.settings.max_concurrent_rpcs
+    entered, release = threading.Semaphore(0), threading.Event()
+    original = store.count
+
+    def slow_count(*args: Any, **kwargs: Any) -> Any:
+        entered.release()
+        release.wait(30)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "count", slow_count)
+    stub = job_pb2_grpc.JobStub(live.channel)
+    metadata = (("token", token()),)
+    slow = [
+        stub.list.future(job_pb2.JobQuery(), metadata=metadata, timeout=60) for _ in range(limit)
+    ]
+    for _ in range(limit):
+        assert entered.acquire(timeout=20)
+    sent = time.monotonic()
+    extra = [
+        stub.list.future(job_pb2.JobQuery(), metadata=metadata, timeout=60) for _ in range(300)
+    ]
+    health = health_pb2_grpc.HealthStub(live.channel)
+    slowest = 0.0
+    for _ in range(10):
+        started = time.monotonic()
+        health.Check(health_pb2.HealthCheckRequest(service=JOB_SERVICE), timeout=1)
+        slowest = max(slowest, time.monotonic() - started)
+    assert slowest < 1.0
+    refusals = [call.exception() for call in extra]
+    assert time.monotonic() - sent < 5, "refused at once, not queued behind the slow calls"
+    assert all(isinstance(error, grpc.RpcError) for error in refusals)
+    assert {error.code() for error in refusals} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert all(error.details().startswith("ERROR_TOO_MANY_REQUESTS") for error in refusals)
+    release.set()
+    assert all(call.result() is not None for call in slow)
+
+
+def test_metrics_listen_on_the_service_host_and_only_at_metrics(serve: Serve) -> None:
+    live = serve(host="127.0.0.1", metrics_port=0)
+    assert live.app.metrics is not None
+    assert live.app.metrics.server_address[0] == "127.0.0.1"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"http://127.0.0.1:{live.app.metrics_port}/", timeout=5)
+    assert missing.value.code == 404
+    apart = serve(host="127.0.0.1", metrics_port=0, metrics_host="127.0.0.2")
+    assert apart.app.metrics is not None
+    assert apart.app.metrics.server_address[0] == "127.0.0.2"

@@ -73,7 +73,8 @@ def _fill(info: job_pb2.JobInfo, doc: Document, minimal: bool) -> None:
             setattr(info, name, timestamp(value))
     for changed in _as_list(doc.get("changed")):
         item = info.changed.add(start=_text(changed, "start"), end=_text(changed, "end"))
-        if isinstance(changed.get("filter"), Mapping) and changed["filter"]:
+        item.filter.SetInParent()  # present even when empty, as upstream renders it
+        if isinstance(changed.get("filter"), Mapping):
             _update(item.filter, changed["filter"])
     for account in _as_list(doc.get("synced_accounts")):
         info.synced_accounts.add(account_id=_text(account, "account_id"))

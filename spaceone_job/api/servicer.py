@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -42,10 +43,10 @@ def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Reques
     def wrap(method: Method[Request, Response]) -> Handler[Request, Response]:
         @functools.wraps(method)
         def handler(self: JobServicer, request: Request, context: grpc.ServicerContext) -> Response:
-            metadata = dict(context.invocation_metadata())
-            with observe.observed(method.__name__, metadata) as call:
+            metadata = tuple(context.invocation_metadata())
+            with observe.observed(method.__name__, dict(metadata)) as call:
                 try:
-                    with self.slot():
+                    with self.gate.slot():
                         caller = self.authenticator.authenticate(metadata)
                         call.domain_id = caller.domain_id
                         auth.authorize(caller, permission)
@@ -53,6 +54,7 @@ def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Reques
                 except Exception as exc:
                     error = errors.as_service_error(exc)
                     call.code, call.error_code = error.status_code, error.code
+                    call.reason = error.message
                     errors.abort(context, error, call.trailing_metadata)
                 context.set_trailing_metadata(call.trailing_metadata)
                 return response
@@ -64,7 +66,64 @@ def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Reques
 
 def as_dict(request: message.Message) -> dict[str, Any]:
     """A request as upstream sees it: proto field names, unset fields left out."""
-    return json_format.MessageToDict(request, preserving_proto_field_name=True)
+    try:
+        return json_format.MessageToDict(request, preserving_proto_field_name=True)
+    except json_format.SerializeToJsonError as exc:  # a Value holding NaN or infinity
+        raise errors.ServiceError(
+            "ERROR_INVALID_PARAMETER_TYPE", "NaN and infinity are not values.", key="query"
+        ) from exc
+
+
+class Gate:
+    """How many Job calls run at once, and whether new ones are let in at all."""
+
+    # While stopping, the port closes only once no call has knocked for this long, so that calls
+    # already on their way to the gate are refused (retryable) rather than cut off (CANCELLED).
+    QUIET_S = 0.2
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._busy = 0
+        self._closed = False
+        self._knocked = 0.0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """One of ``limit`` places: refused at once when none is free or the gate is closed."""
+        with self._cond:
+            if self._closed:
+                self._knocked = time.monotonic()
+                raise errors.ServiceError(
+                    "ERROR_SERVER_STOPPING", "The server is stopping; retry on another replica."
+                )
+            if self._busy >= self._limit:
+                raise errors.ServiceError(
+                    "ERROR_TOO_MANY_REQUESTS", "The server is at its call limit; retry later."
+                )
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+    def drain(self, grace_s: float) -> bool:
+        """Let no new call in; wait up to ``grace_s`` for those running to end and for the
+        callers to stop knocking (``QUIET_S``). Whether every running call ended."""
+        deadline = time.monotonic() + grace_s
+        with self._cond:
+            self._closed = True
+            self._knocked = time.monotonic()
+            ended = self._cond.wait_for(lambda: self._busy == 0, timeout=grace_s)
+            while ended:
+                now = time.monotonic()
+                wait = min(self._knocked + self.QUIET_S, deadline) - now
+                if wait <= 0:
+                    break
+                self._cond.wait(wait)
+            return ended
 
 
 class JobServicer(job_pb2_grpc.JobServicer):
@@ -75,19 +134,7 @@ class JobServicer(job_pb2_grpc.JobServicer):
     ) -> None:
         self.service = service
         self.authenticator = authenticator
-        self._slots = threading.BoundedSemaphore(max_concurrent)
-
-    @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        """One of ``max_concurrent`` places; none free -> RESOURCE_EXHAUSTED at once."""
-        if not self._slots.acquire(blocking=False):
-            raise errors.ServiceError(
-                "ERROR_TOO_MANY_REQUESTS", "The server is at its call limit; retry later."
-            )
-        try:
-            yield
-        finally:
-            self._slots.release()
+        self.gate = Gate(max_concurrent)
 
     @rpc(auth.WRITE)
     def cancel(
