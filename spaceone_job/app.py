@@ -123,8 +123,12 @@ class App:
 
     def prepare_store(self) -> int:
         """Create indexes and load the seed file; how many jobs were seeded."""
-        if self.store.ping(self.settings.db_timeout_ms / 1000):
-            self.store.ensure_indexes()
+        if not self.settings.create_indexes:
+            LOG.info("index creation off (--create-indexes false)")
+        elif self.store.ping(self.settings.db_timeout_ms / 1000):
+            created = self.store.ensure_indexes()
+            if created:
+                LOG.info("indexes created: %s", ", ".join(created))
         else:
             LOG.warning("database unreachable at start; indexes will not be created now")
         if self.settings.seed:

@@ -38,7 +38,7 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     for f in config.setting_fields():
         serve.add_argument(
             "--" + f.name.replace("_", "-"),
-            type=type(f.default),
+            type=config.converter(f),
             default=None,
             metavar=f.name.upper(),
             help=f"{f.metadata['doc']} [env {config.env_name(f.name)}, default {f.default!r}]",

@@ -24,6 +24,21 @@ class SettingError(ValueError):
     """A setting that cannot work, said in one line naming the flag and its variable."""
 
 
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``, ``on``/``off``); ValueError else."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"not true or false: {text!r}")
+
+
+def converter(f: dataclasses.Field[Any]) -> Callable[[str], Any]:
+    """How a setting's text (a flag or a variable) becomes its value."""
+    return parse_bool if isinstance(f.default, bool) else type(f.default)
+
+
 def default_state_dir() -> str:
     """The per-user state folder (``$XDG_STATE_HOME/spaceone-job``, else
     ``~/.local/state/spaceone-job``): ``serve`` and ``token`` find the same development key
@@ -44,6 +59,9 @@ class Settings:
     port: int = _setting(50051, "port to listen on (0 picks a free one)")
     mongodb_uri: str = _setting("", "MongoDB URI; empty = embedded in-memory store (development)")
     database: str = _setting("cost-analysis", "MongoDB database name (upstream's by default)")
+    create_indexes: bool = _setting(
+        True, "create the indexes the queries need at start (false: operators manage them)"
+    )
     seed: str = _setting("", "JSON Lines file of jobs to load at start (all or nothing)")
     state_dir: str = _setting(default_state_dir(), "folder of the development key pair")
     jwks: str = _setting("", "JWKS file with the token-signing public keys; empty = dev keys")
@@ -156,15 +174,14 @@ def from_sources(flags: Mapping[str, Any], environ: Mapping[str, str] | None = N
     _refuse_unknown_variables(env)
     values: dict[str, Any] = {}
     for f in setting_fields():
-        convert: type = type(f.default)
         if flags.get(f.name) is not None:
-            values[f.name] = convert(flags[f.name])
+            values[f.name] = flags[f.name]
         elif env_name(f.name) in env:
             try:
-                values[f.name] = convert(env[env_name(f.name)])
+                values[f.name] = converter(f)(env[env_name(f.name)])
             except ValueError as exc:
                 raise SettingError(
-                    f"{env_name(f.name)} is not a valid {convert.__name__}:"
+                    f"{env_name(f.name)} is not a valid {type(f.default).__name__}:"
                     f" {env[env_name(f.name)]!r}"
                 ) from exc
     return Settings(**values)

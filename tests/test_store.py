@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import uuid
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo.errors import OperationFailure
 
-from spaceone_job.store.store import DuplicateJobId, JobStore
+from spaceone_job import config
+from spaceone_job.app import App
+from spaceone_job.config import Settings
+from spaceone_job.store.store import INDEXES, DuplicateJobId, JobStore
 
 from .conftest import D1, D2, job
 
@@ -85,3 +93,76 @@ def test_embedded_pages_match_mongomocks_own(
     ours = store.find({"domain_id": D1}, **args)
     theirs = JobStore.find(store, {"domain_id": D1}, **args)
     assert ours == theirs
+
+
+# What upstream's MongoEngine model has created in an existing database.
+UPSTREAM_INDEXES = [
+    ([("job_id", 1)], {"unique": True}),
+    *[
+        ([(name, 1)], {})
+        for name in (
+            "status",
+            "resource_group",
+            "data_source_id",
+            "workspace_id",
+            "domain_id",
+            "created_at",
+        )
+    ],
+]
+
+
+@pytest.fixture
+def upstream_collection(store: JobStore) -> Any:
+    """A collection beside the store's, with upstream's indexes (on MongoDB too, when set)."""
+    collection = store._collection.database[f"job_upstream_{uuid.uuid4().hex[:6]}"]
+    for keys, options in UPSTREAM_INDEXES:
+        collection.create_index(keys, **options)
+    yield collection
+    collection.drop()
+
+
+def test_an_upstream_database_keeps_its_indexes_and_gets_ours(upstream_collection: Any) -> None:
+    plain = JobStore(upstream_collection, "upstream")
+    created = plain.ensure_indexes()
+    assert set(created) == {spec["name"] for spec in INDEXES if "name" in spec}
+    keys = [tuple(index["key"].items()) for index in upstream_collection.list_indexes()]
+    assert keys.count((("job_id", 1),)) == 1, "upstream's unique job_id index counts as ours"
+    assert plain.ensure_indexes() == [], "a second start creates nothing"
+
+
+class Conflicting:
+    """A collection that refuses every new index, as MongoDB does on an options conflict."""
+
+    def list_indexes(self) -> list[dict[str, Any]]:
+        return [{"key": {"_id": 1}, "name": "_id_"}]
+
+    def create_index(self, keys: Any, **options: Any) -> str:
+        raise OperationFailure("Index already exists with a different name", code=85)
+
+
+def test_an_index_conflict_is_logged_and_the_start_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="spaceone_job.store.store")
+    assert JobStore(Conflicting(), "conflicting").ensure_indexes() == []
+    assert len(caplog.records) == len(INDEXES)
+    assert "different name" in caplog.records[0].getMessage()
+
+
+def test_index_creation_can_be_turned_off(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    called: list[bool] = []
+
+    def ensure_indexes() -> list[str]:
+        called.append(True)
+        return []
+
+    monkeypatch.setattr(store, "ensure_indexes", ensure_indexes)
+    settings = config.from_sources({}, {"SPACEONE_JOB_CREATE_INDEXES": "false"})
+    assert settings.create_indexes is False
+    App(dataclasses.replace(settings, state_dir=str(tmp_path)), store=store).prepare_store()
+    assert called == []
+    App(Settings(state_dir=str(tmp_path)), store=store).prepare_store()
+    assert called == [True]

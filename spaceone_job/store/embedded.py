@@ -243,8 +243,9 @@ class EmbeddedJobStore(JobStore):
         self._lock = threading.RLock()
         self._ids: dict[str, Any] = {}
 
-    def ensure_indexes(self) -> None:
+    def ensure_indexes(self) -> list[str]:
         """Nothing to create: mongomock's indexes only slow inserts; see the class doc."""
+        return []
 
     def insert(self, documents: Sequence[Document], timeout: float | None = None) -> None:
         """Insert documents; a ``job_id`` already stored raises :class:`DuplicateJobId`."""

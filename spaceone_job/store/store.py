@@ -103,13 +103,26 @@ class JobStore:
                 raise request_timeout() from exc
             raise
 
-    def ensure_indexes(self) -> None:
-        """Create the model's indexes (unique ``job_id`` and the domain-led compounds)."""
+    def ensure_indexes(self) -> list[str]:
+        """Create the model's indexes that are missing; the names of those created.
+
+        An index whose key pattern exists already counts as present, whatever its name (an
+        upstream database has ``job_id_1`` and single-field indexes); a refusal (an options
+        conflict, missing privileges) is logged and the start goes on.
+        """
         with self._call(None):
-            self._collection.create_index("job_id", unique=True, name="job_id")
-            for spec in Job._meta["index_specs"]:
+            present = {_key_pattern(index["key"]) for index in self._collection.list_indexes()}
+            created: list[str] = []
+            for spec in INDEXES:
+                keys = [(field, int(direction)) for field, direction in spec["fields"]]
+                if _key_pattern(keys) in present:
+                    continue
                 options = {key: value for key, value in spec.items() if key != "fields"}
-                self._collection.create_index(spec["fields"], **options)
+                try:
+                    created.append(self._collection.create_index(keys, **options))
+                except OperationFailure as exc:
+                    LOG.warning("index %s not created: %s", keys, exc)
+            return created
 
     def ping(self, timeout: float | None = None) -> bool:
         """Whether the database answers now."""
@@ -214,6 +227,18 @@ class JobStore:
         """Remove every job (tests and development only)."""
         with self._call(None):
             self._collection.drop()
+
+
+# The model's indexes: the unique job_id and the domain-led compounds (store/model.py).
+INDEXES: tuple[dict[str, Any], ...] = tuple(Job._meta["index_specs"])
+
+
+def _key_pattern(keys: Any) -> tuple[tuple[str, Any], ...]:
+    items = keys.items() if isinstance(keys, Mapping) else keys
+    return tuple(
+        (field, int(direction) if isinstance(direction, int | float) else direction)
+        for field, direction in items
+    )
 
 
 def without_id(stored: Document) -> Document:
