@@ -8,11 +8,14 @@ caller's tenant condition first. ``make fuzz`` runs the same properties with far
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+import jwt
 import pytest
 from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
@@ -28,10 +31,14 @@ from spaceone_job.store.store import JobStore
 from .conftest import D1, D2, WS1, InProcess, Token
 
 FUZZ = os.environ.get("HYPOTHESIS_PROFILE") == "fuzz"
-# Default suite: 300 + 300 + 100 examples; make fuzz: 4,000 + 4,000 + 2,000.
-LIST_EXAMPLES, STAT_EXAMPLES, REQUEST_EXAMPLES = (4000, 4000, 2000) if FUZZ else (300, 300, 100)
+# Default suite: 250 + 250 + 100 + 100 examples; make fuzz: 4,000 + 4,000 + 1,000 + 1,000.
+LIST_EXAMPLES, STAT_EXAMPLES, REQUEST_EXAMPLES, TOKEN_EXAMPLES = (
+    (4000, 4000, 1000, 1000) if FUZZ else (250, 250, 100, 100)
+)
 CALLER_ERRORS = {
     grpc.StatusCode.OK,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.PERMISSION_DENIED,
@@ -51,7 +58,14 @@ def fuzz_settings(examples: int) -> settings:
 
 text = st.text(max_size=40)
 known_names = st.sampled_from(
-    [*schema.DOCUMENT_FIELDS, "changed.start", "options.sync_mode", "synced_accounts.account_id"]
+    [
+        *schema.DOCUMENT_FIELDS,
+        "changed.start",
+        "changed.filter",
+        "changed.filter.region",
+        "options.sync_mode",
+        "synced_accounts.account_id",
+    ]
 )
 names = st.one_of(
     known_names,
@@ -66,15 +80,45 @@ names = st.one_of(
 scalars = st.one_of(
     st.none(),
     st.booleans(),
-    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(),  # NaN and infinity included
     st.integers(-(2**53), 2**53),
     text,
     st.sampled_from(
-        ["2024-05-01", "2024-05-01T10:00:00Z", "now-1d", "now/m+2h", "SUCCESS", "(", ".*"]
+        [
+            "2024-05-01",
+            "2024-05-01T10:00:00Z",
+            "0001-01-01T00:00:00+05:00",
+            "9999-12-31T23:59:59-14:00",
+            "now-1d",
+            "now/m+2h",
+            "now+999999999w",
+            "SUCCESS",
+            "(",
+            ".*",
+            "(a|aa)+$",
+            "(.*.*)*z",
+            "a{4294967296}",
+            "_id",
+        ]
     ),
+    # Long word lists (keyword) and long values (echoed in errors).
+    st.integers(1, 3000).map(lambda n: " ".join(f"w{i}" for i in range(n))),
+    st.integers(1, 20_000).map(lambda n: "x" * n),
+)
+operator_documents = st.sampled_from(
+    [
+        {"$ne": None},
+        {"$gt": ""},
+        {"$in": ["a", None]},
+        {"$exists": True},
+        {"$regex": "a" * 300, "$options": "s"},
+        {"$where": "1"},
+        {"$expr": {"$eq": [1, 1]}},
+        {"$function": {"body": "f", "args": [], "lang": "js"}},
+    ]
 )
 values = st.recursive(
-    scalars,
+    st.one_of(scalars, operator_documents),
     lambda inner: st.one_of(st.lists(inner, max_size=6), st.dictionaries(names, inner, max_size=4)),
     max_leaves=20,
 )
@@ -196,7 +240,7 @@ stages = st.one_of(
     st.fixed_dictionaries({"limit": st.integers(-(2**31), 2**31 - 1)}),
     st.fixed_dictionaries({"skip": st.integers(-(2**31), 2**31 - 1)}),
 )
-safe_names = st.sampled_from(["status", "n", "total", "month", "items", "x"])
+safe_names = st.sampled_from(["status", "n", "total", "month", "items", "x", "_id"])
 produced = st.one_of(safe_names, known_names)
 well_formed_stages = st.one_of(
     st.fixed_dictionaries(
@@ -363,5 +407,65 @@ def test_any_job_request_is_answered_within_scope(
     api: InProcess, token: Token, scoped: list[Any], job_id: str, method: str, role: str
 ) -> None:
     answer = api.call(method, job_pb2.JobRequest(job_id=job_id), token(role))
+    assert_caller_error_at_worst(answer)
+    assert_scoped(scoped)
+
+
+header_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    text,
+    st.lists(text, max_size=2),
+    st.sampled_from(["RS256", "ES256", "HS256", "none", "PS256", auth.DEV_KID]),
+)
+claim_values = st.one_of(
+    header_values,
+    st.floats(),
+    st.dictionaries(text, text, max_size=2),
+    st.sampled_from(["ACCESS_TOKEN", "SYSTEM_TOKEN", "REFRESH_TOKEN", "2.0", "*", D1, WS1]),
+)
+tokens = st.fixed_dictionaries(
+    {
+        "header": st.dictionaries(
+            st.sampled_from(["alg", "kid", "typ", "jku", "x5u"]), header_values
+        ),
+        "claims": st.dictionaries(
+            st.sampled_from(
+                ["typ", "ver", "did", "wid", "rol", "exp", "nbf", "permissions", "injected_params"]
+            ),
+            claim_values,
+        ),
+        "signed": st.booleans(),
+    }
+)
+
+
+@fuzz_settings(TOKEN_EXAMPLES)
+@given(token_parts=tokens, method=st.sampled_from(["get", "cancel", "list"]))
+def test_any_token_is_answered_with_an_error_code_never_internal(
+    api: InProcess,
+    dev_keys: auth.DevKeys,
+    scoped: list[Any],
+    token_parts: dict[str, Any],
+    method: str,
+) -> None:
+    claims, header = token_parts["claims"], token_parts["header"]
+    if token_parts["signed"]:
+        # Signed by the real key: only the claims (and harmless header fields) can be wrong.
+        safe_header = {k: v for k, v in header.items() if k not in ("alg", "kid")}
+        encoded = jwt.encode(
+            claims,
+            dev_keys.private_key.read_bytes(),
+            algorithm="RS256",
+            headers={**safe_header, "kid": auth.DEV_KID},
+        )
+    else:
+        parts = [json.dumps(header), json.dumps(claims), "signature"]
+        encoded = ".".join(
+            base64.urlsafe_b64encode(p.encode()).rstrip(b"=").decode() for p in parts
+        )
+    request: Any = job_pb2.JobQuery() if method == "list" else job_pb2.JobRequest(job_id="job-0")
+    answer = api.call(method, request, encoded)
     assert_caller_error_at_worst(answer)
     assert_scoped(scoped)
