@@ -5,7 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROTO_OUT ?= generated
 PROTOS := $(shell find proto -name '*.proto' | sort)
-DEMO := .spaceone-job/demo-jobs.jsonl
+CACHE := .cache
+# make run keeps its development keys and demo data here (make clean removes them).
+STATE := $(CURDIR)/$(CACHE)/state
+DEMO := $(CACHE)/demo-jobs.jsonl
+# spaceone-api's wheel, read (never installed) by the wire test: fetched here, not by the tests.
+REFERENCE := $(CACHE)/spaceone-api/.fetched
 
 .PHONY: install proto run test lint fuzz bench clean
 
@@ -17,6 +22,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+$(REFERENCE): $(STAMP)
+	$(PY) -m pip download -q --no-deps spaceone-api==2.0.435 -d $(CACHE)/spaceone-api
+	touch $(REFERENCE)
+
 # googleapis-common-protos ships google/api/annotations.proto; grpc_tools adds google/protobuf/*.
 proto: $(STAMP)
 	mkdir -p $(PROTO_OUT)
@@ -26,23 +35,25 @@ proto: $(STAMP)
 
 # The demo jobs are laid back from now, so the running ones are recent (see spaceone_job/demo.py).
 run: $(STAMP)
+	mkdir -p $(CACHE)
 	$(PY) -m spaceone_job.demo --out $(DEMO)
-	$(VENV)/bin/spaceone-job serve --seed $(DEMO)
+	$(VENV)/bin/spaceone-job serve --seed $(DEMO) --state-dir $(STATE)
 
-test: $(STAMP)
+test: $(STAMP) $(REFERENCE)
 	$(PY) -m pytest
 
-fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py
+fuzz: $(STAMP) $(REFERENCE)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py tests/test_parity_property.py
 
-# Our server vs a bare grpcio ceiling at 1k and 10k jobs; writes bench/RESULTS.md (a few minutes).
+# Our server vs a bare grpcio ceiling at 1k and 10k jobs (a few minutes); prints the report.
+# make bench RECORD=1 also writes it to bench/RESULTS.md.
 bench: $(STAMP)
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(if $(RECORD),--record)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check spaceone_job tests
-	$(VENV)/bin/ruff format --check spaceone_job tests
-	$(VENV)/bin/mypy spaceone_job tests
+	$(VENV)/bin/ruff check spaceone_job tests bench
+	$(VENV)/bin/ruff format --check spaceone_job tests bench
+	$(VENV)/bin/mypy spaceone_job tests bench
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CACHE) .spaceone-job build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

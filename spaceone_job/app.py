@@ -56,7 +56,12 @@ def load_keys(settings: Settings) -> Keys:
         except auth.KeysError as exc:
             raise SettingError(f"{flag('jwks')}: {exc}") from exc
     dev = auth.dev_keys(settings.state_path)
-    return Keys(auth.Authenticator.from_jwks_file(dev.jwks), dev.private_key)
+    authenticator = auth.Authenticator.from_jwks_file(dev.jwks)
+    authenticator.hint = (
+        f"development keys are in {settings.state_path}; mint a token with"
+        f" `spaceone-job token --state-dir {settings.state_path} --domain-id D`"
+    )
+    return Keys(authenticator, dev.private_key)
 
 
 class HealthMonitor(threading.Thread):

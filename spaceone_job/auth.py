@@ -118,9 +118,13 @@ class Authenticator:
 
     CACHE_SIZE = 4096
 
-    def __init__(self, keys: jwt.PyJWKSet, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, keys: jwt.PyJWKSet, clock: Callable[[], float] = time.time, hint: str = ""
+    ) -> None:
         self._keys = {key.key_id: key for key in keys.keys}
         self._clock = clock
+        # Logged when a token was not signed by these keys (development: where the keys are).
+        self.hint = hint
         self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -152,8 +156,13 @@ class Authenticator:
             return next(iter(self._keys.values()))
         key = self._keys.get(kid)
         if key is None:
+            self._log_hint("signed by an unknown key")
             raise _denied("the token was signed by an unknown key")
         return key
+
+    def _log_hint(self, what: str) -> None:
+        if self.hint:
+            LOG.warning("a token %s: %s", what, self.hint)
 
     def verify(self, token: str) -> dict[str, Any]:
         """The token's claims, once its signature, ``exp`` and ``nbf`` check out."""
@@ -187,6 +196,7 @@ class Authenticator:
                 },
             )
         except Exception as exc:  # any failure to verify, whatever the library raised, is one
+            self._log_hint("failed verification")
             raise _denied("the token is invalid") from exc
         return claims
 

@@ -21,6 +21,8 @@ from spaceone_job.store.model import InvalidJob, new_document
 from spaceone_job.store.store import Document, JobStore
 
 _TIMES = ("created_at", "updated_at", "finished_at")
+# A line's fields are JobInfo's proto field names (snake_case), as upstream's clients send them.
+FIELDS: tuple[str, ...] = tuple(f.name for f in job_pb2.JobInfo.DESCRIPTOR.fields)
 
 
 class SeedError(ValueError):
@@ -33,6 +35,9 @@ class SeedError(ValueError):
 def _document(raw: Any, now: datetime) -> Document:
     if not isinstance(raw, dict):
         raise ValueError("a line is one JSON object")
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}; a line holds {', '.join(FIELDS)}")
     json_format.ParseDict(raw, job_pb2.JobInfo())
     data = {key: value for key, value in raw.items() if value not in ("", None)}
     for name in ("domain_id", "data_source_id"):
@@ -40,7 +45,13 @@ def _document(raw: Any, now: datetime) -> Document:
             raise ValueError(f"{name} is required")
     for name in _TIMES:
         if name in data:
-            data[name] = parse_datetime(data[name])
+            try:
+                data[name] = parse_datetime(data[name])
+            except ValueError as exc:
+                raise ValueError(
+                    f"{name}: {data[name]!r} is not an ISO 8601 date-time such as"
+                    " 2024-05-01T13:00:00.000Z"
+                ) from exc
     data.setdefault("created_at", now)
     data.setdefault("updated_at", data["created_at"])
     if data.get("resource_group") == "RESOURCE_GROUP_NONE":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import tempfile
 import threading
 import time
 import urllib.error
@@ -15,10 +18,13 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from pymongo.errors import AutoReconnect, ExecutionTimeout, NetworkTimeout
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 
-from spaceone_job.app import JOB_SERVICE
+from spaceone_job import auth, cli, observe
+from spaceone_job.app import JOB_SERVICE, App
+from spaceone_job.config import Settings
 from spaceone_job.store.store import JobStore, connect
 
 from .conftest import Live, Serve, Token, certificate, together, write_pem
@@ -281,3 +287,60 @@ def test_metrics_listen_on_the_service_host_and_only_at_metrics(serve: Serve) ->
     apart = serve(host="127.0.0.1", metrics_port=0, metrics_host="127.0.0.2")
     assert apart.app.metrics is not None
     assert apart.app.metrics.server_address[0] == "127.0.0.2"
+
+
+def test_a_token_from_other_keys_logs_where_the_development_keys_are(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="spaceone_job.auth")
+    other = auth.dev_keys(Path(tempfile.mkdtemp()))
+    foreign = auth.mint_token(other.private_key, domain_id="domain-x")
+    answer = live.call("list", job_pb2.JobQuery(), foreign)
+    assert answer.code is grpc.StatusCode.UNAUTHENTICATED
+    assert str(live.app.settings.state_path) in caplog.text
+    assert "spaceone-job token --state-dir" in caplog.text
+
+
+def test_json_logs_keep_each_calls_fields_one_object_a_line(live: Live, token: Token) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(observe.JsonFormatter())
+    calls = logging.getLogger("spaceone_job.calls")
+    calls.addHandler(handler)
+    calls.setLevel(logging.INFO)
+    try:
+        live.call("get", job_pb2.JobRequest(job_id="job-nope"), token())
+        logging.getLogger("spaceone_job.calls").error("boom", exc_info=ValueError("x"))
+    finally:
+        calls.removeHandler(handler)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["logger"] == "spaceone_job.calls" and first["method"] == "get"
+    assert (first["code"], first["error"]) == ("NOT_FOUND", "ERROR_NOT_FOUND")
+    assert "does not exist" in first["reason"] and "duration_ms" in first
+    assert second["message"] == "boom" and "ValueError" in second["exception"]
+
+
+def test_reflection_v1_is_served_beside_v1alpha(live: Live) -> None:
+    for service in (
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ):
+        method = live.channel.stream_stream(
+            f"/{service}/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        (answer,) = method(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+        assert JOB_SERVICE in {s.name for s in answer.list_services_response.service}
+
+
+def test_the_banner_is_printed_while_the_database_is_down(tmp_path: Path) -> None:
+    down = connect(CLOSED_PORT_URI, "cost-analysis", db_timeout_ms=300)
+    app = App(Settings(host="127.0.0.1", port=0, state_dir=str(tmp_path)), store=down)
+    started = time.monotonic()
+    banner = cli._banner(app, 50051)
+    assert time.monotonic() - started < 3
+    assert "TOKEN=" in banner and "/list" in banner
+    assert "/get" not in banner and "/cancel" not in banner, "no job to show"

@@ -48,10 +48,17 @@ BAD = {
     "unknown status": ({**GOOD, "job_id": "job-000000000001", "status": "DONE"}, "DONE"),
     "bad timestamp": (
         {**GOOD, "job_id": "job-000000000001", "created_at": "yesterday"},
-        "yesterday",
+        "created_at: 'yesterday' is not an ISO 8601 date-time",
+    ),
+    "camelCase field names": (
+        {"domainId": "d", "dataSourceId": "ds"},
+        "unknown field(s) dataSourceId, domainId; a line holds job_id, status,",
     ),
     "duplicate job_id": (GOOD, "repeats line 1"),
-    "unknown field": ({**GOOD, "job_id": "job-000000000001", "owner": "me"}, "owner"),
+    "unknown field": (
+        {**GOOD, "job_id": "job-000000000001", "owner": "me"},
+        "unknown field(s) owner; a line holds job_id, status, options,",
+    ),
 }
 
 

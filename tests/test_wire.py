@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ast
 import filecmp
-import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from google.protobuf import descriptor_pb2
 from spaceone.api.core.v2 import query_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2
 
-UPSTREAM = "spaceone-api==2.0.435"
+REFERENCE_CACHE = ".cache/spaceone-api"
 MODULES = {
     "spaceone/api/cost_analysis/v1/job_pb2.py": job_pb2,
     "spaceone/api/core/v2/query_pb2.py": query_pb2,
@@ -25,26 +23,10 @@ MODULES = {
 
 @pytest.fixture(scope="session")
 def upstream_wheel(repo: Path) -> Path:
-    """spaceone-api's wheel, downloaded once into a cache folder and never installed: it owns
+    """spaceone-api's wheel, fetched by ``make test`` into .cache/ and never installed: it owns
     the same module paths and descriptor-pool file names as our generated code."""
-    cache = Path(os.environ.get("SPACEONE_JOB_CACHE", repo / ".cache")) / "spaceone-api"
-    wheels = sorted(cache.glob("spaceone_api-2.0.435-*.whl"))
-    if not wheels:
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "-q",
-                "--no-deps",
-                UPSTREAM,
-                "-d",
-                str(cache),
-            ],
-            check=True,
-        )
-        wheels = sorted(cache.glob("spaceone_api-2.0.435-*.whl"))
+    wheels = sorted((repo / REFERENCE_CACHE).glob("spaceone_api-2.0.435-*.whl"))
+    assert wheels, f"no reference wheel in {REFERENCE_CACHE}: run make test, which fetches it"
     return wheels[0]
 
 
