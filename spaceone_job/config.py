@@ -65,7 +65,9 @@ class Settings:
     seed: str = _setting("", "JSON Lines file of jobs to load at start (all or nothing)")
     state_dir: str = _setting(default_state_dir(), "folder of the development key pair")
     jwks: str = _setting("", "JWKS file with the token-signing public keys; empty = dev keys")
-    timeout_s: int = _setting(7200, "IN_PROGRESS jobs with no update this long become TIMEOUT")
+    timeout_s: int = _setting(
+        7200, "IN_PROGRESS jobs with no update this long become TIMEOUT (0 = sweeper off)"
+    )
     sweep_interval_s: int = _setting(60, "how often the timeout sweeper runs")
     max_page_limit: int = _setting(1000, "most results one list call returns")
     query_timeout_ms: int = _setting(10000, "time limit of one database query")

@@ -1,0 +1,116 @@
+"""The README is a promise: its settings table, its TLS recipe and its seed example work as
+written."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from spaceone_job import auth, config, seed
+from spaceone_job.app import App
+from spaceone_job.config import Settings
+from spaceone_job.store.store import JobStore
+
+from .conftest import NOW, Clock, Serve
+
+GRPCURL = str(Path(sys.executable).parent / "grpcurl")
+
+
+def section(repo: Path, title: str) -> str:
+    text = (repo / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+def code_blocks(text: str) -> list[str]:
+    return re.findall(r"```(?:\w+)?\n(.*?)```", text, flags=re.S)
+
+
+def test_the_settings_table_lists_every_setting_as_it_is(repo: Path) -> None:
+    rows = {}
+    for line in section(repo, "Configuration").splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`--"):
+            rows[cells[0].strip("`")] = cells[1:]
+    assert len(rows) == len(config.setting_fields())
+    for f in config.setting_fields():
+        env, default, doc = rows[f"--{f.name.replace('_', '-')}"]
+        assert env == f"`{config.env_name(f.name)}`"
+        assert doc == f.metadata["doc"]
+        if f.name == "state_dir":
+            assert default == "per-user folder"
+        elif f.default == "":
+            assert default == "empty"
+        else:
+            shown = str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
+            assert default == f"`{shown}`"
+
+
+def test_the_tls_recipe_works_as_written(repo: Path, tmp_path: Path, serve: Serve) -> None:
+    (recipe,) = code_blocks(section(repo, "TLS"))
+    lines = recipe.strip().splitlines()
+    making = "\n".join(lines[: lines.index("cd ..") + 1]).replace("\\\n", "")
+    done = subprocess.run(["bash", "-c", making], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    serve_line, call_line = lines[-2], lines[-1]
+    flags = dict(re.findall(r"--(tls-[a-z-]+) (\S+)", serve_line))
+    live = serve(
+        host="localhost",
+        tls_cert=str(tmp_path / flags["tls-cert"]),
+        tls_key=str(tmp_path / flags["tls-key"]),
+        tls_client_ca=str(tmp_path / flags["tls-client-ca"]),
+    )
+    command = call_line.replace(".venv/bin/grpcurl", GRPCURL).replace(
+        "localhost:50051", f"localhost:{live.port}"
+    )
+    called = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert called.returncode == 0, called.stderr
+    assert "spaceone.api.cost_analysis.v1.Job" in called.stdout
+
+
+def test_the_seed_example_loads(repo: Path, tmp_path: Path, store: JobStore) -> None:
+    example = next(b for b in code_blocks(section(repo, "Seed files")) if b.startswith("{"))
+    path = tmp_path / "seed.jsonl"
+    path.write_text(example)
+    assert seed.load(store, path, NOW) == 1
+    stored = store.find_one({"job_id": json.loads(example)["job_id"]})
+    assert stored is not None and stored["status"] == "SUCCESS"
+
+
+def test_seeded_jobs_older_than_the_timeout_are_timed_out_at_start(
+    store: JobStore, tmp_path: Path, clock: Clock, dev_keys: auth.DevKeys
+) -> None:
+    old = (NOW - timedelta(hours=3)).isoformat() + "Z"
+    line = {"job_id": "job-000000000001", "domain_id": "d", "data_source_id": "ds"}
+    path = tmp_path / "seed.jsonl"
+    path.write_text(json.dumps({**line, "created_at": old, "updated_at": old}) + "\n")
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        seed=str(path),
+        timeout_s=3600,
+        state_dir=str(dev_keys.jwks.parent),
+    )
+    app = App(settings, store=store, clock=clock)
+    app.prepare_store()  # as serve does: seed first, then start
+    app.start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            found = store.find_one({"job_id": "job-000000000001"})
+            if found is not None and found["status"] == "TIMEOUT":
+                return
+            time.sleep(0.05)
+        pytest.fail("the seeded job was not timed out at start")
+    finally:
+        app.stop(0)
