@@ -15,19 +15,21 @@ from wsgiref.simple_server import WSGIServer
 
 import grpc
 from google.protobuf.internal import api_implementation
-from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
+from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2, job_task_pb2_grpc
 
 from spaceone_job import auth, observe, seed, server
-from spaceone_job.api.servicer import JobServicer
+from spaceone_job.api.servicer import Gate, JobServicer, JobTaskServicer
 from spaceone_job.config import SettingError, Settings, flag
 from spaceone_job.lifecycle import Lifecycle, Sweeper
 from spaceone_job.query.filters import Limits
 from spaceone_job.server import Served
-from spaceone_job.service import Clock, JobService, utcnow
+from spaceone_job.service import JOB_TASKS, Clock, JobService, ReadService, utcnow
+from spaceone_job.store.model import JobTask
 from spaceone_job.store.store import JobStore, connect
 
 LOG = logging.getLogger(__name__)
 JOB_SERVICE: str = job_pb2.DESCRIPTOR.services_by_name["Job"].full_name
+JOB_TASK_SERVICE: str = job_task_pb2.DESCRIPTOR.services_by_name["JobTask"].full_name
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -114,13 +116,22 @@ class App:
             db_timeout_ms=settings.db_timeout_ms,
             query_timeout_ms=settings.query_timeout_ms,
         )
+        self.tasks = self.store.sibling(JobTask)
         self.clock = clock
-        self.service = JobService(self.store, limits_of(settings), settings.query_timeout_ms, clock)
-        self.servicer = JobServicer(
-            self.service, self.keys.authenticator, settings.max_concurrent_rpcs
+        self.lifecycle = Lifecycle(self.store, self.tasks, clock)
+        limits, timeout_ms = limits_of(settings), settings.query_timeout_ms
+        self.service = JobService(
+            self.store, limits, timeout_ms, clock, on_cancel=self.lifecycle.cancel_tasks
+        )
+        self.task_service = ReadService(self.tasks, limits, timeout_ms, clock, JOB_TASKS)
+        # One gate for every Job and JobTask call: one call limit, one drain.
+        self.gate = Gate(settings.max_concurrent_rpcs)
+        authenticator = self.keys.authenticator
+        self.servicers = (
+            JobServicer(self.service, authenticator, self.gate),
+            JobTaskServicer(self.task_service, authenticator, self.gate),
         )
         self.seeded = 0
-        self.lifecycle = Lifecycle(self.store, clock)
         self.sweeper = Sweeper(self.lifecycle, settings.timeout_s, settings.sweep_interval_s)
         self.served: Served | None = None
         self.monitor: HealthMonitor | None = None
@@ -131,9 +142,10 @@ class App:
         if not self.settings.create_indexes:
             LOG.info("index creation off (--create-indexes false)")
         elif self.store.ping(self.settings.db_timeout_ms / 1000):
-            created = self.store.ensure_indexes()
-            if created:
-                LOG.info("indexes created: %s", ", ".join(created))
+            for store in (self.store, self.tasks):
+                created = store.ensure_indexes()
+                if created:
+                    LOG.info("%s indexes created: %s", store.key, ", ".join(created))
         else:
             LOG.warning("database unreachable at start; indexes will not be created now")
         if self.settings.seed:
@@ -142,12 +154,14 @@ class App:
 
     def bind(self) -> int:
         """Claim the port (:class:`StartError` when it is taken); the bound port."""
-        servicer = self.servicer
+        jobs, tasks = self.servicers
 
         def register(grpc_server: grpc.Server) -> None:
-            job_pb2_grpc.add_JobServicer_to_server(servicer, grpc_server)
+            job_pb2_grpc.add_JobServicer_to_server(jobs, grpc_server)
+            job_task_pb2_grpc.add_JobTaskServicer_to_server(tasks, grpc_server)
 
-        self.served = server.build_server(self.settings, [JOB_SERVICE], register, self.tls)
+        services = [JOB_SERVICE, JOB_TASK_SERVICE]
+        self.served = server.build_server(self.settings, services, register, self.tls)
         return self.served.port
 
     def start(self) -> int:
@@ -210,7 +224,7 @@ class App:
             self.monitor.stop()
         if self.served is not None:
             self.served.set_serving(False)
-            drained = self.servicer.gate.drain(grace)
+            drained = self.gate.drain(grace)
             if not drained:
                 LOG.warning("calls still running after %.1f s are cancelled", grace)
             self.served.stop(0)

@@ -37,6 +37,7 @@ SYSTEM_TOKEN = "SYSTEM_TOKEN"
 ALLOWED_ROLES = frozenset({DOMAIN_ADMIN, WORKSPACE_OWNER, WORKSPACE_MEMBER})
 READ = "cost-analysis:Job.read"
 WRITE = "cost-analysis:Job.write"
+TASK_READ = "cost-analysis:JobTask.read"
 DEV_KID = "spaceone-job-dev"
 DEV_PRIVATE_KEY = "dev-signing-key.pem"
 DEV_JWKS = "dev-jwks.json"

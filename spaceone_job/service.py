@@ -1,7 +1,9 @@
-"""The Job API's rules: tenant scope, the cancel state machine, validation order.
+"""The API's rules: tenant scope, the cancel state machine, validation order.
 
-Requests arrive as plain values (the servicer has already turned protobuf into dicts and
-authenticated the caller); answers leave as stored documents or plain dicts for the renderer.
+One :class:`ReadService` serves ``get``, ``list`` and ``stat`` for a kind of document described
+by a :class:`Resource` (jobs, job tasks); :class:`JobService` adds ``cancel``. Requests arrive as
+plain values (the servicer has already turned protobuf into dicts and authenticated the caller);
+answers leave as stored documents or plain dicts for the renderer.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from typing import Any
 
 from spaceone_job.auth import DOMAIN_LEVEL, Caller
 from spaceone_job.errors import ServiceError, invalid, required
+from spaceone_job.query import schema
 from spaceone_job.query import stat as stat_compiler
-from spaceone_job.query.filters import Clause, Limits
+from spaceone_job.query.filters import Clause, Context, Limits
 from spaceone_job.query.listing import ListPlan, compile_list
 from spaceone_job.store.store import Document, JobStore, QueryRefused
 
 Clock = Callable[[], datetime]
+ID_MAX_LENGTH = 40
 
 
 def utcnow() -> datetime:
@@ -48,24 +52,46 @@ def _does_not_fit(part: str) -> ServiceError:
 
 
 @dataclass(frozen=True)
+class Resource:
+    """A kind of document the API reads: its schema, id field and ``list`` shortcuts."""
+
+    schema: schema.Schema
+    id_field: str
+    # Request fields that narrow a list to one value (workspace_id is the scope's own).
+    shortcuts: tuple[str, ...]
+
+
+JOBS = Resource(schema.JOB, "job_id", ("job_id", "status", "data_source_id"))
+JOB_TASKS = Resource(
+    schema.JOB_TASK, "job_task_id", ("job_task_id", "status", "job_id", "data_source_id")
+)
+
+
+@dataclass(frozen=True)
 class ListResult:
-    """One page of jobs, the count before paging, and how to render them."""
+    """One page of documents, the count before paging, and how to render them."""
 
     documents: list[Document]
     total_count: int
     minimal: bool
 
 
-class JobService:
-    """get / cancel / list / stat for an authenticated caller."""
+class ReadService:
+    """get / list / stat of one :class:`Resource` for an authenticated caller."""
 
     def __init__(
-        self, store: JobStore, limits: Limits, query_timeout_ms: int, clock: Clock = utcnow
+        self,
+        store: JobStore,
+        limits: Limits,
+        query_timeout_ms: int,
+        clock: Clock = utcnow,
+        resource: Resource = JOBS,
     ) -> None:
         self.store = store
         self.limits = limits
         self.query_timeout_ms = query_timeout_ms
         self.clock = clock
+        self.resource = resource
 
     def _budget(self, client_timeout: float | None) -> float:
         """Seconds the database work of one call may take: the query limit or the client's
@@ -73,67 +99,45 @@ class JobService:
         limit = self.query_timeout_ms / 1000
         return limit if client_timeout is None else max(min(limit, client_timeout), 0.001)
 
-    @staticmethod
-    def _job_id(job_id: str) -> str:
-        job_id = job_id.strip()
-        if not job_id:
-            raise required("job_id")
-        if len(job_id) > 40:
-            raise invalid("job_id", "a job id is at most 40 characters.")
-        return job_id
+    def _context(self) -> Context:
+        return Context(self.resource.schema, self.limits, self.clock())
 
-    def _find(self, caller: Caller, job_id: str, timeout: float) -> Document:
-        doc = self.store.find_one(_and([*read_scope(caller), {"job_id": job_id}]), timeout=timeout)
+    def _id(self, value: str) -> str:
+        name = self.resource.id_field
+        value = value.strip()
+        if not value:
+            raise required(name)
+        if len(value) > ID_MAX_LENGTH:
+            raise invalid(
+                name, f"a {self.resource.schema.noun} id is at most {ID_MAX_LENGTH} characters."
+            )
+        return value
+
+    def _find(self, caller: Caller, value: str, timeout: float) -> Document:
+        name = self.resource.id_field
+        doc = self.store.find_one(_and([*read_scope(caller), {name: value}]), timeout=timeout)
         if doc is None:
             raise ServiceError(
-                "ERROR_NOT_FOUND", "The job does not exist or is out of reach.", job_id=job_id
+                "ERROR_NOT_FOUND",
+                f"The {self.resource.schema.noun} does not exist or is out of reach.",
+                **{name: value},
             )
         return doc
 
-    def get(self, caller: Caller, job_id: str, timeout: float | None = None) -> Document:
-        """One job the caller may read."""
-        return self._find(caller, self._job_id(job_id), self._budget(timeout))
+    def get(self, caller: Caller, value: str, timeout: float | None = None) -> Document:
+        """One document the caller may read."""
+        return self._find(caller, self._id(value), self._budget(timeout))
 
-    def cancel(self, caller: Caller, job_id: str, timeout: float | None = None) -> Document:
-        """IN_PROGRESS -> CANCELED in one conditional write; a CANCELED job stays as it is."""
-        job_id = self._job_id(job_id)
-        timeout = self._budget(timeout)
-        target: Clause = {"domain_id": caller.domain_id, "job_id": job_id, "status": "IN_PROGRESS"}
-        if caller.workspace_scoped:
-            target["workspace_id"] = caller.workspace_id
-        now = self.clock()
-        changed = self.store.update_one(
-            target,
-            {"$set": {"status": "CANCELED", "finished_at": now, "updated_at": now}},
-            timeout=timeout,
-        )
-        if changed is not None:
-            return changed
-        current = self._find(caller, job_id, timeout)
-        if caller.workspace_scoped and current.get("workspace_id") != caller.workspace_id:
-            raise ServiceError(
-                "ERROR_PERMISSION_DENIED",
-                "Only a domain admin can cancel a domain-level job.",
-                job_id=job_id,
-            )
-        if current.get("status") == "CANCELED":
-            return current
-        raise ServiceError(
-            "ERROR_JOB_STATE",
-            "Only an IN_PROGRESS job can be canceled.",
-            job_state=current.get("status"),
-        )
-
-    def list_jobs(
+    def list_documents(
         self, caller: Caller, request: Mapping[str, Any], timeout: float | None = None
     ) -> ListResult:
-        """Jobs matching the request's shortcut fields and query, within the caller's scope."""
+        """Documents matching the request's shortcut fields and query, within the caller's
+        scope."""
         plan = compile_list(
             request.get("query") or {},
             read_scope(caller),
             self._shortcuts(caller, request),
-            self.limits,
-            self.clock(),
+            self._context(),
         )
         timeout = self._budget(timeout)
         try:
@@ -165,12 +169,9 @@ class JobService:
             docs = self.store.aggregate(plan.pipeline(), timeout=timeout)
         return ListResult(docs, total, plan.minimal)
 
-    @staticmethod
-    def _shortcuts(caller: Caller, request: Mapping[str, Any]) -> list[Clause]:
+    def _shortcuts(self, caller: Caller, request: Mapping[str, Any]) -> list[Clause]:
         clauses: list[Clause] = [
-            {name: request[name]}
-            for name in ("job_id", "status", "data_source_id")
-            if request.get(name)
+            {name: request[name]} for name in self.resource.shortcuts if request.get(name)
         ]
         workspace_id = request.get("workspace_id")
         # A workspace caller's scope already fixes the workspace; upstream ignores theirs too.
@@ -181,10 +182,10 @@ class JobService:
     def stat(
         self, caller: Caller, query: Mapping[str, Any] | None, timeout: float | None = None
     ) -> dict[str, Any]:
-        """Statistics over the caller's jobs, computed in the database."""
+        """Statistics over the caller's documents, computed in the database."""
         if query is None:
             raise required("query")
-        plan = stat_compiler.compile_stat(query, read_scope(caller), self.limits, self.clock())
+        plan = stat_compiler.compile_stat(query, read_scope(caller), self._context())
         timeout = self._budget(timeout)
         try:
             rows = self.store.aggregate(plan.pipeline, timeout=timeout)
@@ -195,3 +196,51 @@ class JobService:
         except QueryRefused as exc:
             raise _does_not_fit(plan.part_refused(exc.reason, exc.stage)) from exc
         return result
+
+
+class JobService(ReadService):
+    """get / list / stat of jobs, and cancel."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        limits: Limits,
+        query_timeout_ms: int,
+        clock: Clock = utcnow,
+        on_cancel: Callable[[str], object] | None = None,
+    ) -> None:
+        super().__init__(store, limits, query_timeout_ms, clock, JOBS)
+        # What follows a cancel (the lifecycle cancels the job's PENDING tasks).
+        self.on_cancel = on_cancel
+
+    def cancel(self, caller: Caller, job_id: str, timeout: float | None = None) -> Document:
+        """IN_PROGRESS -> CANCELED in one conditional write; a CANCELED job stays as it is."""
+        job_id = self._id(job_id)
+        timeout = self._budget(timeout)
+        target: Clause = {"domain_id": caller.domain_id, "job_id": job_id, "status": "IN_PROGRESS"}
+        if caller.workspace_scoped:
+            target["workspace_id"] = caller.workspace_id
+        now = self.clock()
+        changed = self.store.update_one(
+            target,
+            {"$set": {"status": "CANCELED", "finished_at": now, "updated_at": now}},
+            timeout=timeout,
+        )
+        if changed is not None:
+            if self.on_cancel is not None:
+                self.on_cancel(job_id)
+            return changed
+        current = self._find(caller, job_id, timeout)
+        if caller.workspace_scoped and current.get("workspace_id") != caller.workspace_id:
+            raise ServiceError(
+                "ERROR_PERMISSION_DENIED",
+                "Only a domain admin can cancel a domain-level job.",
+                job_id=job_id,
+            )
+        if current.get("status") == "CANCELED":
+            return current
+        raise ServiceError(
+            "ERROR_JOB_STATE",
+            "Only an IN_PROGRESS job can be canceled.",
+            job_state=current.get("status"),
+        )

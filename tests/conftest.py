@@ -24,15 +24,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.protobuf import message
 from hypothesis import settings as hypothesis_settings
-from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
+from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2
 
 from spaceone_job import auth
-from spaceone_job.api.servicer import JobServicer
+from spaceone_job.api.servicer import Gate, JobServicer, JobTaskServicer
 from spaceone_job.app import App
 from spaceone_job.config import Settings
+from spaceone_job.lifecycle import Lifecycle
 from spaceone_job.query.filters import Limits
-from spaceone_job.service import JobService
-from spaceone_job.store.model import new_document
+from spaceone_job.service import JOB_TASKS, JobService, ReadService
+from spaceone_job.store.model import JobTask, new_document
 from spaceone_job.store.store import JobStore, connect
 
 hypothesis_settings.register_profile("default", max_examples=100, deadline=None)
@@ -41,6 +42,10 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default")
 
 TEST_MONGODB_URI = os.environ.get("SPACEONE_JOB_TEST_MONGODB_URI", "")
 JOB_SERVICE = job_pb2.DESCRIPTOR.services_by_name["Job"]
+DESCRIPTORS = {
+    "JobServicer": JOB_SERVICE,
+    "JobTaskServicer": job_task_pb2.DESCRIPTOR.services_by_name["JobTask"],
+}
 D1, D2 = "domain-aaaaaaaaaaaa", "domain-bbbbbbbbbbbb"
 WS1, WS2 = "ws-111111111111", "ws-222222222222"
 NOW = datetime(2026, 5, 15, 12, 0, 0)
@@ -165,12 +170,21 @@ class Answer:
 
 
 class InProcess:
-    """The servicer behind grpcio-testing's in-process server."""
+    """The servicers behind grpcio-testing's in-process server."""
 
-    def __init__(self, servicer: JobServicer) -> None:
+    def __init__(self, *servicers: Any) -> None:
         self.server = grpc_testing.server_from_dictionary(
-            {JOB_SERVICE: servicer}, grpc_testing.strict_real_time()
+            {DESCRIPTORS[type(s).__name__]: s for s in servicers}, grpc_testing.strict_real_time()
         )
+        self._services = [DESCRIPTORS[type(s).__name__] for s in servicers]
+
+    def _method(self, name: str, request: message.Message) -> Any:
+        """The method called ``name`` that takes ``request`` (Job and JobTask both have get)."""
+        for service in self._services:
+            method = service.methods_by_name.get(name)
+            if method is not None and method.input_type is request.DESCRIPTOR:
+                return method
+        raise LookupError(f"no {name} takes {request.DESCRIPTOR.full_name}")
 
     def call(
         self,
@@ -184,20 +198,44 @@ class InProcess:
         if token is not None:
             pairs.append(("token", token))
         rpc = self.server.invoke_unary_unary(
-            JOB_SERVICE.methods_by_name[method], tuple(pairs), request, timeout
+            self._method(method, request), tuple(pairs), request, timeout
         )
         response, trailing, code, details = rpc.termination()
         return Answer(response, code, details or "", trailing or ())
 
 
 @pytest.fixture
-def service(store: JobStore, clock: Clock) -> JobService:
-    return JobService(store, Limits(), query_timeout_ms=10_000, clock=clock)
+def tasks(store: JobStore) -> Iterator[JobStore]:
+    """The job tasks beside the jobs of ``store``."""
+    task_store = store.sibling(JobTask)
+    task_store.ensure_indexes()
+    yield task_store
+    task_store.drop()
 
 
 @pytest.fixture
-def api(service: JobService, authenticator: auth.Authenticator) -> InProcess:
-    return InProcess(JobServicer(service, authenticator))
+def lifecycle(store: JobStore, tasks: JobStore, clock: Clock) -> Lifecycle:
+    return Lifecycle(store, tasks, clock)
+
+
+@pytest.fixture
+def service(store: JobStore, clock: Clock, lifecycle: Lifecycle) -> JobService:
+    return JobService(
+        store, Limits(), query_timeout_ms=10_000, clock=clock, on_cancel=lifecycle.cancel_tasks
+    )
+
+
+@pytest.fixture
+def api(
+    service: JobService, tasks: JobStore, clock: Clock, authenticator: auth.Authenticator
+) -> InProcess:
+    """Job and JobTask in-process, sharing one call gate as the server does."""
+    gate = Gate(64)
+    task_service = ReadService(tasks, Limits(), 10_000, clock, JOB_TASKS)
+    return InProcess(
+        JobServicer(service, authenticator, gate),
+        JobTaskServicer(task_service, authenticator, gate),
+    )
 
 
 @pytest.fixture(scope="session")

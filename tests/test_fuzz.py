@@ -59,7 +59,7 @@ def fuzz_settings(examples: int) -> settings:
 text = st.text(max_size=40)
 known_names = st.sampled_from(
     [
-        *schema.DOCUMENT_FIELDS,
+        *schema.JOB.document_fields,
         "changed.start",
         "changed.filter",
         "changed.filter.region",

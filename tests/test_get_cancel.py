@@ -45,7 +45,8 @@ def test_get_renders_the_reference_example_exactly(
     )
     assert answer.code is grpc.StatusCode.OK
     rendered = json_format.MessageToDict(answer.response, preserving_proto_field_name=True)
-    assert rendered == REFERENCE
+    # As upstream renders it: every changed entry carries its filter, empty here (contract §4).
+    assert rendered == {**REFERENCE, "changed": [{"start": "2021-01", "filter": {}}]}
 
 
 def test_get_leaves_nulls_unset_and_renders_every_field(

@@ -1,40 +1,74 @@
-"""The producers' API and the timeout sweeper, with an injected clock."""
+"""Jobs and their tasks through the producers' API and the timeout sweeper (injected clock)."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
+from spaceone.api.cost_analysis.v1 import job_pb2
 
 from spaceone_job.errors import ServiceError
-from spaceone_job.lifecycle import Lifecycle, Sweeper
+from spaceone_job.lifecycle import Created, Lifecycle, Sweeper, TaskSpec
 from spaceone_job.store.store import JobStore
 
-from .conftest import D1, WS1, Clock, together
+from .conftest import D1, WS1, Clock, InProcess, Token, together
 
 
-@pytest.fixture
-def lifecycle(store: JobStore, clock: Clock) -> Lifecycle:
-    return Lifecycle(store, clock)
+def running(lifecycle: Lifecycle, tasks: int = 2, source: str = "ds-1", **fields: Any) -> Created:
+    specs = [TaskSpec(options={"part": i}, changed={"start": "2024-05"}) for i in range(tasks)]
+    return lifecycle.create(domain_id=D1, data_source_id=source, tasks=specs, **fields)
 
 
-def test_create_normalises_options_and_counts_tasks(lifecycle: Lifecycle, clock: Clock) -> None:
-    job = lifecycle.create(
+def job_of(store: JobStore, created: Created) -> dict[str, Any]:
+    found = store.find_one({"job_id": created.job["job_id"]})
+    assert found is not None
+    return found
+
+
+def statuses(tasks: JobStore, created: Created) -> list[str]:
+    found = tasks.find(
+        {"job_id": created.job["job_id"]}, projection=None, sort=[], skip=0, limit=0, timeout=5
+    )
+    return sorted(t["status"] for t in found)
+
+
+def test_create_normalises_options_and_makes_pending_tasks(
+    lifecycle: Lifecycle, clock: Clock, tasks: JobStore
+) -> None:
+    created = lifecycle.create(
         domain_id=D1,
         workspace_id=WS1,
         data_source_id="ds-000000000001",
         resource_group="WORKSPACE",
         options={"sync_mode": "MANUAL"},
-        tasks=3,
+        tasks=[TaskSpec(changed={"start": "2024-05", "end": "2024-06"})] * 3,
         changed=[{"start": "2024-05"}],
         synced_accounts=["111"],
     )
+    job = created.job
     assert job["job_id"].startswith("job-") and len(job["job_id"]) == 16
     assert job["status"] == "IN_PROGRESS"
     assert job["options"] == {"sync_mode": "MANUAL", "no_preload_cache": False, "start": None}
     assert (job["total_tasks"], job["remained_tasks"]) == (3, 3)
     assert job["created_at"] == job["updated_at"] == clock.now and job["finished_at"] is None
     assert job["synced_accounts"] == [{"account_id": "111"}]
+    assert len(created.tasks) == 3
+    for task in created.tasks:
+        assert task["job_task_id"].startswith("job-task-") and len(task["job_task_id"]) == 21
+        assert (task["status"], task["job_id"], task["workspace_id"]) == (
+            "PENDING",
+            job["job_id"],
+            WS1,
+        )
+        assert task["changed"]["start"] == "2024-05" and task["created_count"] == 0
+    assert statuses(tasks, created) == ["PENDING"] * 3
+
+
+def test_a_job_without_tasks_succeeds_at_once(lifecycle: Lifecycle, clock: Clock) -> None:
+    created = lifecycle.create(domain_id=D1, data_source_id="ds-1")
+    assert created.job["status"] == "SUCCESS" and created.job["finished_at"] == clock.now
+    assert created.tasks == []
 
 
 def test_create_refuses_invalid_jobs(lifecycle: Lifecycle) -> None:
@@ -43,39 +77,121 @@ def test_create_refuses_invalid_jobs(lifecycle: Lifecycle) -> None:
     assert raised.value.code == "ERROR_INVALID_PARAMETER"
 
 
-def test_tasks_finish_the_job_when_the_last_one_ends(lifecycle: Lifecycle, clock: Clock) -> None:
-    job_id = lifecycle.create(domain_id=D1, data_source_id="ds-1", tasks=2)["job_id"]
+def test_tasks_run_and_the_last_one_finishes_the_job(
+    lifecycle: Lifecycle, clock: Clock, store: JobStore
+) -> None:
+    created = running(lifecycle)
+    first, second = (t["job_task_id"] for t in created.tasks)
     clock.advance(minutes=1)
-    after_first = lifecycle.finish_task(job_id)
-    assert after_first is not None
-    assert (after_first["status"], after_first["remained_tasks"]) == ("IN_PROGRESS", 1)
-    assert after_first["updated_at"] == clock.now
+    started = lifecycle.start_task(first)
+    assert (started["status"], started["started_at"]) == ("IN_PROGRESS", clock.now)
     clock.advance(minutes=1)
-    done = lifecycle.finish_task(job_id)
-    assert done is not None
-    assert (done["status"], done["remained_tasks"], done["finished_at"]) == (
-        "SUCCESS",
-        0,
-        clock.now,
+    assert lifecycle.progress(first, 40)["created_count"] == 40
+    assert lifecycle.progress(first, 2)["created_count"] == 42
+    assert job_of(store, created)["updated_at"] == clock.now, "progress is the heartbeat"
+    done = lifecycle.finish_task(first)
+    assert (done["status"], done["finished_at"]) == ("SUCCESS", clock.now)
+    assert (job_of(store, created)["status"], job_of(store, created)["remained_tasks"]) == (
+        "IN_PROGRESS",
+        1,
     )
+    lifecycle.start_task(second)
+    lifecycle.finish_task(second)
+    job = job_of(store, created)
+    assert (job["status"], job["remained_tasks"], job["finished_at"]) == ("SUCCESS", 0, clock.now)
 
 
-def test_a_failed_task_fails_the_job(lifecycle: Lifecycle) -> None:
-    job_id = lifecycle.create(domain_id=D1, data_source_id="ds-1", tasks=2)["job_id"]
-    failed = lifecycle.finish_task(job_id, failed=True, error="plugin timeout")
-    assert failed is not None
-    assert (failed["status"], failed["error_code"], failed["error_message"]) == (
-        "FAILURE",
-        "ERROR_JOB_TASK",
-        "plugin timeout",
-    )
-    late = lifecycle.finish_task(job_id)
-    assert late is not None and late["status"] == "FAILURE", "a finished job stays finished"
-    assert late["remained_tasks"] == 0
+def test_a_task_ends_once(lifecycle: Lifecycle, store: JobStore) -> None:
+    created = running(lifecycle, tasks=3)
+    task_id = created.tasks[0]["job_task_id"]
+    lifecycle.finish_task(task_id)
+    again = lifecycle.finish_task(task_id, error_code="ERROR_X")
+    assert again["status"] == "SUCCESS", "a finished task is answered as it is"
+    job = job_of(store, created)
+    assert (job["status"], job["remained_tasks"]) == ("IN_PROGRESS", 2)
+
+
+def test_a_failed_task_fails_the_job_and_the_others_are_refused(
+    lifecycle: Lifecycle, store: JobStore, tasks: JobStore
+) -> None:
+    created = running(lifecycle, tasks=3)
+    failing, working, waiting = (t["job_task_id"] for t in created.tasks)
+    lifecycle.start_task(failing)
+    lifecycle.start_task(working)
+    failed = lifecycle.finish_task(failing, error_code="ERROR_PLUGIN", error_message="timeout")
+    assert (failed["status"], failed["error_code"]) == ("FAILURE", "ERROR_PLUGIN")
+    job = job_of(store, created)
+    assert (job["status"], job["error_code"]) == ("FAILURE", "ERROR_JOB_TASK")
+    with pytest.raises(ServiceError) as refused:
+        lifecycle.progress(working, 10)
+    assert refused.value.code == "ERROR_JOB_STATE"
+    assert statuses(tasks, created) == ["CANCELED", "CANCELED", "FAILURE"]
+    assert job_of(store, created)["remained_tasks"] == 0
+    with pytest.raises(ServiceError):
+        lifecycle.start_task(waiting)
+
+
+def test_twelve_workers_finishing_one_jobs_tasks_at_once(
+    lifecycle: Lifecycle, store: JobStore, writes: list[Any]
+) -> None:
+    created = running(lifecycle, tasks=12)
+    ids = [t["job_task_id"] for t in created.tasks]
+    for task_id in ids:
+        lifecycle.start_task(task_id)
+    writes.clear()
+    answers = together(12, lambda i: lifecycle.finish_task(ids[i]))
+    assert [a["status"] for a in answers] == ["SUCCESS"] * 12
+    job = job_of(store, created)
+    assert (job["status"], job["remained_tasks"]) == ("SUCCESS", 0)
+    transitions = [w for w in writes if w.get("job_id") == job["job_id"] and "job_task_id" not in w]
+    assert sum(w["status"] == "SUCCESS" for w in transitions) == 1, "exactly one job transition"
+    again = together(12, lambda i: lifecycle.finish_task(ids[i]))
+    assert len(again) == 12 and job_of(store, created)["remained_tasks"] == 0, "never below 0"
+
+
+def test_cancel_cascades_to_pending_tasks_and_a_worker_is_stopped(
+    api: InProcess, token: Token, lifecycle: Lifecycle, tasks: JobStore, store: JobStore
+) -> None:
+    created = running(lifecycle, tasks=3)
+    busy = created.tasks[0]["job_task_id"]
+    lifecycle.start_task(busy)
+    answer = api.call("cancel", job_pb2.JobRequest(job_id=created.job["job_id"]), token())
+    assert answer.response.status == job_pb2.JobInfo.CANCELED
+    assert statuses(tasks, created) == ["CANCELED", "CANCELED", "IN_PROGRESS"]
+    with pytest.raises(ServiceError) as refused:
+        lifecycle.progress(busy, 5)
+    assert refused.value.code == "ERROR_JOB_STATE"
+    assert statuses(tasks, created) == ["CANCELED"] * 3
+    assert job_of(store, created)["remained_tasks"] == 0
+
+
+def test_duplicate_check(lifecycle: Lifecycle, clock: Clock, store: JobStore) -> None:
+    first = running(lifecycle)
+    clock.advance(minutes=5)
+    second = running(lifecycle)
+    assert (second.job["status"], second.job["error_code"]) == ("FAILURE", "ERROR_DUPLICATE_JOB")
+    assert second.tasks == []
+    clock.advance(minutes=30)
+    third = running(lifecycle)
+    assert third.job["status"] == "IN_PROGRESS", "an older scheduled job is superseded"
+    assert job_of(store, first)["status"] == "CANCELED"
+
+
+def test_a_manual_job_updated_within_a_day_is_a_duplicate(
+    lifecycle: Lifecycle, clock: Clock, store: JobStore
+) -> None:
+    manual = running(lifecycle, options={"sync_mode": "MANUAL"})
+    clock.advance(hours=2)
+    lifecycle.heartbeat(manual.job["job_id"])
+    clock.advance(hours=1)
+    assert running(lifecycle).job["error_code"] == "ERROR_DUPLICATE_JOB"
+    clock.advance(hours=25)
+    assert running(lifecycle).job["status"] == "IN_PROGRESS"
+    assert job_of(store, manual)["status"] == "IN_PROGRESS", "manual jobs are never superseded"
 
 
 def test_heartbeat_and_finish_only_touch_running_jobs(lifecycle: Lifecycle, clock: Clock) -> None:
-    job_id = lifecycle.create(domain_id=D1, data_source_id="ds-1")["job_id"]
+    job_id = running(lifecycle).job["job_id"]
     clock.advance(minutes=3)
     beat = lifecycle.heartbeat(job_id)
     assert beat is not None and beat["updated_at"] == clock.now
@@ -84,30 +200,32 @@ def test_heartbeat_and_finish_only_touch_running_jobs(lifecycle: Lifecycle, cloc
     assert lifecycle.finish(job_id, "SUCCESS") is None, "no transition out of a finished state"
 
 
-def test_sweeper_times_out_jobs_without_updates(
-    lifecycle: Lifecycle, clock: Clock, store: JobStore
+def test_sweeper_times_out_jobs_without_updates_and_cancels_their_tasks(
+    lifecycle: Lifecycle, clock: Clock, store: JobStore, tasks: JobStore
 ) -> None:
-    stale = lifecycle.create(domain_id=D1, data_source_id="ds-1")["job_id"]
+    stale = running(lifecycle, source="ds-1")
+    lifecycle.start_task(stale.tasks[0]["job_task_id"])
     clock.advance(minutes=90)
-    fresh = lifecycle.create(domain_id=D1, data_source_id="ds-2")["job_id"]
+    fresh = running(lifecycle, source="ds-2")
     clock.advance(minutes=31)
     assert lifecycle.sweep_timeouts(7200) == 1
-    assert store.find_one({"job_id": stale})["status"] == "TIMEOUT"  # type: ignore[index]
-    assert store.find_one({"job_id": stale})["finished_at"] == clock.now  # type: ignore[index]
-    assert store.find_one({"job_id": fresh})["status"] == "IN_PROGRESS"  # type: ignore[index]
+    job = job_of(store, stale)
+    assert (job["status"], job["finished_at"], job["remained_tasks"]) == ("TIMEOUT", clock.now, 0)
+    assert statuses(tasks, stale) == ["CANCELED", "CANCELED"]
+    assert job_of(store, fresh)["status"] == "IN_PROGRESS"
     assert lifecycle.sweep_timeouts(7200) == 0
 
 
 def test_replicas_sweeping_at_once_move_each_job_once(lifecycle: Lifecycle, clock: Clock) -> None:
     for i in range(20):
-        lifecycle.create(domain_id=D1, data_source_id=f"ds-{i}")
+        running(lifecycle, source=f"ds-{i}")
     clock.advance(hours=3)
     moved = together(4, lambda _: lifecycle.sweep_timeouts(7200))
     assert sum(moved) == 20
 
 
 def test_sweeper_thread_runs_and_stops(lifecycle: Lifecycle, clock: Clock) -> None:
-    lifecycle.create(domain_id=D1, data_source_id="ds-1")
+    running(lifecycle)
     clock.advance(hours=3)
     swept = threading.Event()
     original = lifecycle.sweep_timeouts

@@ -292,7 +292,6 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"query": {"sort": [{"key": "nope"}]}}, "ERROR_INVALID_PARAMETER", "nope"),
     ({"query": {"sort": [{"desc": True}]}}, "ERROR_REQUIRED_PARAMETER", "sort"),
     ({"query": {"only": ["password"]}}, "ERROR_INVALID_PARAMETER", "password"),
-    ({"query": {"page": {"limit": 5000}}}, "ERROR_INVALID_PARAMETER", "1000"),
     ({"query": {"lookup": [{"from": "secrets"}]}}, "ERROR_INVALID_PARAMETER", "lookup"),
     ({"query": {"unwind": {}}}, "ERROR_REQUIRED_PARAMETER", "unwind.path"),
     ({"query": {"unwind": {"path": "status"}}}, "ERROR_INVALID_PARAMETER", "unwind"),

@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ class Failing:
 
     def __init__(self, error: Exception) -> None:
         self.error = error
+        # Every collection of its database fails alike (the job tasks beside the jobs).
+        self.database: defaultdict[str, Failing] = defaultdict(lambda: self)
 
     def __getattr__(self, name: str) -> Any:
         def fail(*args: Any, **kwargs: Any) -> Any:

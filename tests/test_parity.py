@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import json_format
 from spaceone.api.cost_analysis.v1 import job_pb2
 
-from spaceone_job.api.servicer import JobServicer
+from spaceone_job.api.servicer import Gate, JobServicer
 from spaceone_job.auth import Authenticator
 from spaceone_job.query.filters import Limits
 from spaceone_job.service import JobService
@@ -58,7 +58,7 @@ def test_a_page_start_without_a_limit_pages_nothing(api: InProcess, token: Token
 @pytest.fixture
 def capped(store: JobStore, clock: Clock, authenticator: Authenticator) -> InProcess:
     service = JobService(store, Limits(max_page_limit=5), query_timeout_ms=10_000, clock=clock)
-    return InProcess(JobServicer(service, authenticator))
+    return InProcess(JobServicer(service, authenticator, Gate(64)))
 
 
 @pytest.mark.parametrize("limit", [0, 6, 5000])

@@ -6,6 +6,7 @@ On MongoDB ``maxTimeMS`` does this; the embedded store keeps the same promise wi
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -192,3 +193,29 @@ def test_the_watchdog_interrupts_python_work_and_forgets_finished_work() -> None
     assert embedded.WATCHDOG.run(0.05, lambda deadline: 42) == 42
     time.sleep(0.15)
     assert sum(range(1000)) == 499500
+
+
+def test_no_interruption_outlives_the_guarded_work() -> None:
+    """Work that stops itself at its deadline (as a regex timeout does) while the watchdog
+    fires too: nothing may reach the thread once the guarded call has returned."""
+
+    quiet, peer = socket.socketpair()  # the peer stays open and silent
+
+    def until_deadline(deadline: float) -> None:
+        # As a regex search: a C call that waits outside the interpreter lock past the deadline
+        # and returns with its own timeout error, so the watchdog fires while that error is
+        # already on its way out.
+        quiet.settimeout(max(deadline - time.monotonic(), 0) + 0.002)
+        try:
+            quiet.recv(1)
+        except TimeoutError:
+            raise embedded._Interrupted from None
+
+    for _ in range(200):
+        with pytest.raises(ServiceError):
+            embedded.WATCHDOG.run(0.001, until_deadline)
+    quiet.close()
+    peer.close()
+    stray_until = time.monotonic() + 0.3
+    while time.monotonic() < stray_until:  # a stray interruption would land in this loop
+        sum(range(100))

@@ -7,17 +7,19 @@ import filecmp
 import subprocess
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from spaceone.api.core.v2 import query_pb2
-from spaceone.api.cost_analysis.v1 import job_pb2
+from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 
 REFERENCE_CACHE = ".cache/spaceone-api"
 MODULES = {
     "spaceone/api/cost_analysis/v1/job_pb2.py": job_pb2,
     "spaceone/api/core/v2/query_pb2.py": query_pb2,
+    "spaceone/api/cost_analysis/v1/job_task_pb2.py": job_task_pb2,
 }
 
 
@@ -63,10 +65,14 @@ def test_descriptors_equal_upstream_spaceone_api(upstream_wheel: Path, path: str
     assert _comparable(ours) == _comparable(theirs)
 
 
-def test_http_options_are_upstreams() -> None:
-    method = job_pb2.DESCRIPTOR.services_by_name["Job"].methods_by_name["stat"]
+@pytest.mark.parametrize(
+    ("module", "service", "path"),
+    [(job_pb2, "Job", "job"), (job_task_pb2, "JobTask", "job-task")],
+)
+def test_http_options_are_upstreams(module: Any, service: str, path: str) -> None:
+    method = module.DESCRIPTOR.services_by_name[service].methods_by_name["stat"]
     rule = method.GetOptions().Extensions[annotations_pb2.http]
-    assert (rule.post, rule.body) == ("/cost-analysis/v1/job/stat", "*")
+    assert (rule.post, rule.body) == (f"/cost-analysis/v1/{path}/stat", "*")
 
 
 def test_generated_stubs_are_fresh(repo: Path, tmp_path: Path) -> None:

@@ -8,23 +8,67 @@ out by ``only``) stay unset; they are never filled with defaults.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from google.protobuf import struct_pb2
-from spaceone.api.cost_analysis.v1 import job_pb2
+from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 
 Document = Mapping[str, Any]
 
-_STRINGS = ("job_id", "error_code", "error_message", "domain_id", "workspace_id", "data_source_id")
-_INTS = ("total_tasks", "remained_tasks")
-_TIMES = ("created_at", "updated_at", "finished_at")
-_MINIMAL_STRINGS = ("job_id", "data_source_id", "workspace_id")
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
-# Names a document may hold that the enum does not know (an older or hand-edited database) are
-# left unset rather than failing the call.
-_STATUS: dict[str, int] = dict(job_pb2.JobInfo.Status.items())
-_RESOURCE_GROUP: dict[str, int] = dict(job_pb2.JobInfo.ResourceGroup.items())
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How one message type is filled from a stored document (one table per message)."""
+
+    strings: tuple[str, ...]
+    ints: tuple[str, ...]
+    times: tuple[str, ...]
+    # What a minimal result renders besides status: upstream's info module's short form, plus
+    # workspace_id (contract §6.6).
+    minimal: frozenset[str]
+    # Names a document may hold that the enums do not know (an older or hand-edited database)
+    # are left unset rather than failing the call.
+    statuses: Mapping[str, int]
+    resource_groups: Mapping[str, int]
+
+
+JOB = Shape(
+    strings=(
+        "job_id",
+        "error_code",
+        "error_message",
+        "domain_id",
+        "workspace_id",
+        "data_source_id",
+    ),
+    ints=("total_tasks", "remained_tasks"),
+    times=("created_at", "updated_at", "finished_at"),
+    minimal=frozenset(
+        {"job_id", "total_tasks", "remained_tasks", "data_source_id", "workspace_id"}
+    ),
+    statuses=dict(job_pb2.JobInfo.Status.items()),
+    resource_groups=dict(job_pb2.JobInfo.ResourceGroup.items()),
+)
+JOB_TASK = Shape(
+    strings=(
+        "job_task_id",
+        "job_id",
+        "error_code",
+        "error_message",
+        "domain_id",
+        "workspace_id",
+        "data_source_id",
+    ),
+    ints=("created_count",),
+    times=("created_at", "started_at", "updated_at", "finished_at"),
+    minimal=frozenset({"job_task_id", "created_count", "job_id", "data_source_id", "workspace_id"}),
+    statuses=dict(job_task_pb2.JobTaskInfo.Status.items()),
+    resource_groups=dict(job_task_pb2.JobTaskInfo.ResourceGroup.items()),
+)
 
 
 def timestamp(moment: datetime) -> str:
@@ -41,43 +85,72 @@ def _as_list(value: Any) -> list[Mapping[str, Any]]:
 def job_info(doc: Document, minimal: bool = False) -> job_pb2.JobInfo:
     """A stored job as ``JobInfo``; ``minimal`` keeps upstream's short form."""
     info = job_pb2.JobInfo()
-    _fill(info, doc, minimal)
+    _fill_job(info, doc, minimal)
     return info
 
 
-def _fill(info: job_pb2.JobInfo, doc: Document, minimal: bool) -> None:
+def job_task_info(doc: Document, minimal: bool = False) -> job_task_pb2.JobTaskInfo:
+    """A stored job task as ``JobTaskInfo``; ``minimal`` keeps upstream's short form."""
+    info = job_task_pb2.JobTaskInfo()
+    _fill_task(info, doc, minimal)
+    return info
+
+
+def _fill(info: Any, doc: Document, minimal: bool, shape: Shape) -> None:
+    """The fields every message type has, as ``shape`` says."""
+
+    def shown(name: str) -> bool:
+        return not minimal or name in shape.minimal
+
     # Values of the wrong type (a hand-edited database) are left unset, never a failed call.
-    for name in _MINIMAL_STRINGS if minimal else _STRINGS:
+    for name in shape.strings:
         value = doc.get(name)
-        if isinstance(value, str):
+        if isinstance(value, str) and shown(name):
             setattr(info, name, value)
-    for name in _INTS:
+    for name in shape.ints:
         value = doc.get(name)
-        if isinstance(value, int) and _INT32_MIN <= value <= _INT32_MAX:
+        if isinstance(value, int) and _INT32_MIN <= value <= _INT32_MAX and shown(name):
             setattr(info, name, value)
-    status = _STATUS.get(doc.get("status") or "")
+    for name in shape.times:
+        value = doc.get(name)
+        if isinstance(value, datetime) and shown(name):
+            setattr(info, name, timestamp(value))
+    status = shape.statuses.get(doc.get("status") or "")
     if status is not None:
-        info.status = status  # type: ignore[assignment]
+        info.status = status
     if minimal:
         return
-    resource_group = _RESOURCE_GROUP.get(doc.get("resource_group") or "")
+    resource_group = shape.resource_groups.get(doc.get("resource_group") or "")
     if resource_group is not None:
-        info.resource_group = resource_group  # type: ignore[assignment]
+        info.resource_group = resource_group
     options = doc.get("options")
     if isinstance(options, Mapping):
         info.options.SetInParent()  # an empty dict is an empty Struct, present, as upstream
         _update(info.options, options)
-    for name in _TIMES:
-        value = doc.get(name)
-        if isinstance(value, datetime):
-            setattr(info, name, timestamp(value))
+
+
+def _fill_changed(item: job_pb2.ChangedInfo, changed: Mapping[str, Any]) -> None:
+    item.start, item.end = _text(changed, "start"), _text(changed, "end")
+    item.filter.SetInParent()  # present even when empty, as upstream renders it
+    if isinstance(changed.get("filter"), Mapping):
+        _update(item.filter, changed["filter"])
+
+
+def _fill_job(info: job_pb2.JobInfo, doc: Document, minimal: bool) -> None:
+    _fill(info, doc, minimal, JOB)
+    if minimal:
+        return
     for changed in _as_list(doc.get("changed")):
-        item = info.changed.add(start=_text(changed, "start"), end=_text(changed, "end"))
-        item.filter.SetInParent()  # present even when empty, as upstream renders it
-        if isinstance(changed.get("filter"), Mapping):
-            _update(item.filter, changed["filter"])
+        _fill_changed(info.changed.add(), changed)
     for account in _as_list(doc.get("synced_accounts")):
         info.synced_accounts.add(account_id=_text(account, "account_id"))
+
+
+def _fill_task(info: job_task_pb2.JobTaskInfo, doc: Document, minimal: bool) -> None:
+    _fill(info, doc, minimal, JOB_TASK)
+    changed = doc.get("changed")
+    if not minimal and isinstance(changed, Mapping):
+        _fill_changed(info.changed, changed)
 
 
 def _text(item: Mapping[str, Any], name: str) -> str:
@@ -89,7 +162,17 @@ def jobs_info(docs: Iterable[Document], total_count: int, minimal: bool) -> job_
     """A page of jobs and the count before paging (each filled in place, never copied)."""
     page = job_pb2.JobsInfo(total_count=total_count)
     for doc in docs:
-        _fill(page.results.add(), doc, minimal)
+        _fill_job(page.results.add(), doc, minimal)
+    return page
+
+
+def job_tasks_info(
+    docs: Iterable[Document], total_count: int, minimal: bool
+) -> job_task_pb2.JobTasksInfo:
+    """A page of job tasks and the count before paging."""
+    page = job_task_pb2.JobTasksInfo(total_count=total_count)
+    for doc in docs:
+        _fill_task(page.results.add(), doc, minimal)
     return page
 
 

@@ -1,4 +1,4 @@
-"""The Job servicer: protobuf in -> plain values -> service -> renderer -> protobuf out.
+"""The Job and JobTask servicers: protobuf in -> plain values -> service -> renderer -> out.
 
 Each method authenticates the caller, checks the method's permission, and hands plain values to
 the service; every failure leaves through :func:`spaceone_job.errors.abort`, the one error path.
@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format, message, struct_pb2
-from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
+from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2, job_task_pb2_grpc
 
 from spaceone_job import auth, errors, observe
 from spaceone_job.api import render
 from spaceone_job.auth import Authenticator, Caller
-from spaceone_job.service import JobService
+from spaceone_job.service import JobService, ReadService
 
 Request = TypeVar("Request", bound=message.Message)
 Response = TypeVar("Response", bound=message.Message)
@@ -42,7 +42,7 @@ def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Reques
 
     def wrap(method: Method[Request, Response]) -> Handler[Request, Response]:
         @functools.wraps(method)
-        def handler(self: JobServicer, request: Request, context: grpc.ServicerContext) -> Response:
+        def handler(self: Servicer, request: Request, context: grpc.ServicerContext) -> Response:
             metadata = tuple(context.invocation_metadata())
             with observe.observed(method.__name__, dict(metadata)) as call:
                 try:
@@ -126,15 +126,24 @@ class Gate:
             return ended
 
 
-class JobServicer(job_pb2_grpc.JobServicer):
+class Servicer:
+    """What every servicer shares: who verifies tokens, and the gate of the server's calls."""
+
+    def __init__(self, authenticator: Authenticator, gate: Gate) -> None:
+        self.authenticator = authenticator
+        self.gate = gate
+
+
+def _stat_query(request: job_pb2.JobStatQuery | job_task_pb2.JobTaskStatQuery) -> Any:
+    return as_dict(request.query) if request.HasField("query") else None
+
+
+class JobServicer(Servicer, job_pb2_grpc.JobServicer):
     """``spaceone.api.cost_analysis.v1.Job``."""
 
-    def __init__(
-        self, service: JobService, authenticator: Authenticator, max_concurrent: int = 64
-    ) -> None:
+    def __init__(self, service: JobService, authenticator: Authenticator, gate: Gate) -> None:
+        super().__init__(authenticator, gate)
         self.service = service
-        self.authenticator = authenticator
-        self.gate = Gate(max_concurrent)
 
     @rpc(auth.WRITE)
     def cancel(
@@ -155,7 +164,7 @@ class JobServicer(job_pb2_grpc.JobServicer):
         self, request: job_pb2.JobQuery, caller: Caller, timeout: float | None
     ) -> job_pb2.JobsInfo:
         """A page of jobs and the total count."""
-        found = self.service.list_jobs(caller, as_dict(request), timeout)
+        found = self.service.list_documents(caller, as_dict(request), timeout)
         return render.jobs_info(found.documents, found.total_count, found.minimal)
 
     @rpc(auth.READ)
@@ -163,5 +172,34 @@ class JobServicer(job_pb2_grpc.JobServicer):
         self, request: job_pb2.JobStatQuery, caller: Caller, timeout: float | None
     ) -> struct_pb2.Struct:
         """Statistics over jobs."""
-        query = as_dict(request.query) if request.HasField("query") else None
-        return render.struct(self.service.stat(caller, query, timeout))
+        return render.struct(self.service.stat(caller, _stat_query(request), timeout))
+
+
+class JobTaskServicer(Servicer, job_task_pb2_grpc.JobTaskServicer):
+    """``spaceone.api.cost_analysis.v1.JobTask``."""
+
+    def __init__(self, service: ReadService, authenticator: Authenticator, gate: Gate) -> None:
+        super().__init__(authenticator, gate)
+        self.service = service
+
+    @rpc(auth.TASK_READ)
+    def get(
+        self, request: job_task_pb2.JobTaskRequest, caller: Caller, timeout: float | None
+    ) -> job_task_pb2.JobTaskInfo:
+        """One job task."""
+        return render.job_task_info(self.service.get(caller, request.job_task_id, timeout))
+
+    @rpc(auth.TASK_READ)
+    def list(
+        self, request: job_task_pb2.JobTaskQuery, caller: Caller, timeout: float | None
+    ) -> job_task_pb2.JobTasksInfo:
+        """A page of job tasks and the total count."""
+        found = self.service.list_documents(caller, as_dict(request), timeout)
+        return render.job_tasks_info(found.documents, found.total_count, found.minimal)
+
+    @rpc(auth.TASK_READ)
+    def stat(
+        self, request: job_task_pb2.JobTaskStatQuery, caller: Caller, timeout: float | None
+    ) -> struct_pb2.Struct:
+        """Statistics over job tasks."""
+        return render.struct(self.service.stat(caller, _stat_query(request), timeout))

@@ -17,7 +17,7 @@ import regex
 
 from spaceone_job.errors import ServiceError, required, shown
 from spaceone_job.query import schema
-from spaceone_job.query.schema import Field, Kind
+from spaceone_job.query.schema import Field, Kind, Schema
 
 Clause = dict[str, Any]
 # A clause that no document satisfies, in standard MongoDB.
@@ -35,6 +35,15 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Context:
+    """What compiling one request needs besides the request: the schema, bounds and time."""
+
+    schema: Schema
+    limits: Limits
+    now: datetime
+
+
+@dataclass(frozen=True)
 class Condition:
     """One parsed condition: the field, the raw value, and where it came from in the request."""
 
@@ -44,7 +53,7 @@ class Condition:
     operator: str
 
 
-Build = Callable[[Condition, Limits, datetime], Clause]
+Build = Callable[[Condition, "Context"], Clause]
 
 
 @dataclass(frozen=True)
@@ -134,63 +143,63 @@ def _none_of(path: str, patterns: Sequence[str]) -> Clause:
 
 
 def _compare(mongo_op: str) -> Build:
-    def build(c: Condition, limits: Limits, now: datetime) -> Clause:
+    def build(c: Condition, ctx: Context) -> Clause:
         return {c.field.path: {mongo_op: _needs_value(c)}}
 
     return build
 
 
-def _eq(c: Condition, limits: Limits, now: datetime) -> Clause:
+def _eq(c: Condition, ctx: Context) -> Clause:
     return {c.field.path: {"$eq": _value(c)}}
 
 
-def _not(c: Condition, limits: Limits, now: datetime) -> Clause:
+def _not(c: Condition, ctx: Context) -> Clause:
     return {c.field.path: {"$ne": _value(c)}}
 
 
-def _exists(c: Condition, limits: Limits, now: datetime) -> Clause:
+def _exists(c: Condition, ctx: Context) -> Clause:
     return {c.field.path: {"$exists": c.value}}
 
 
 def _in(mongo_op: str) -> Build:
-    def build(c: Condition, limits: Limits, now: datetime) -> Clause:
+    def build(c: Condition, ctx: Context) -> Clause:
         values = [
             schema.coerce(c.field, v, f"{c.where}.value[{i}]")
-            for i, v in enumerate(_items(c, limits))
+            for i, v in enumerate(_items(c, ctx.limits))
         ]
         return {c.field.path: {mongo_op: values}}
 
     return build
 
 
-def _contain(c: Condition, limits: Limits, now: datetime) -> Clause:
-    return {c.field.path: {"$regex": re.escape(_text(c, c.value, limits)), "$options": "i"}}
+def _contain(c: Condition, ctx: Context) -> Clause:
+    return {c.field.path: {"$regex": re.escape(_text(c, c.value, ctx.limits)), "$options": "i"}}
 
 
-def _not_contain(c: Condition, limits: Limits, now: datetime) -> Clause:
-    return _none_of(c.field.path, [re.escape(_text(c, c.value, limits))])
+def _not_contain(c: Condition, ctx: Context) -> Clause:
+    return _none_of(c.field.path, [re.escape(_text(c, c.value, ctx.limits))])
 
 
-def _contain_in(c: Condition, limits: Limits, now: datetime) -> Clause:
-    return _any_of(c.field.path, _literal(c, limits))
+def _contain_in(c: Condition, ctx: Context) -> Clause:
+    return _any_of(c.field.path, _literal(c, ctx.limits))
 
 
-def _not_contain_in(c: Condition, limits: Limits, now: datetime) -> Clause:
+def _not_contain_in(c: Condition, ctx: Context) -> Clause:
     # Contains none of the values (upstream excluded only documents containing all of them).
-    return _none_of(c.field.path, _literal(c, limits))
+    return _none_of(c.field.path, _literal(c, ctx.limits))
 
 
-def _regex(c: Condition, limits: Limits, now: datetime) -> Clause:
-    return {c.field.path: {"$regex": _text(c, c.value, limits, pattern=True), "$options": "i"}}
+def _regex(c: Condition, ctx: Context) -> Clause:
+    return {c.field.path: {"$regex": _text(c, c.value, ctx.limits, pattern=True), "$options": "i"}}
 
 
-def _regex_in(c: Condition, limits: Limits, now: datetime) -> Clause:
-    return _any_of(c.field.path, _patterns(c, limits))
+def _regex_in(c: Condition, ctx: Context) -> Clause:
+    return _any_of(c.field.path, _patterns(c, ctx.limits))
 
 
 def _datetime(mongo_op: str) -> Build:
-    def build(c: Condition, limits: Limits, now: datetime) -> Clause:
-        text = _text(c, c.value, limits)
+    def build(c: Condition, ctx: Context) -> Clause:
+        text = _text(c, c.value, ctx.limits)
         try:
             moment = schema.parse_datetime(text)
         except ValueError as exc:
@@ -229,10 +238,10 @@ def resolve_timediff(text: str, now: datetime) -> datetime:
 
 
 def _timediff(mongo_op: str) -> Build:
-    def build(c: Condition, limits: Limits, now: datetime) -> Clause:
-        text = _text(c, c.value, limits)
+    def build(c: Condition, ctx: Context) -> Clause:
+        text = _text(c, c.value, ctx.limits)
         try:
-            moment = resolve_timediff(text, now)
+            moment = resolve_timediff(text, ctx.now)
         except (ValueError, OverflowError) as exc:
             raise ServiceError(
                 "ERROR_INVALID_PARAMETER",
@@ -260,11 +269,11 @@ _MATCH_OPERATORS = {
 _MATCH_OPERATORS |= {mongo: mongo for mongo in list(_MATCH_OPERATORS.values())}
 
 
-def _match(c: Condition, limits: Limits, now: datetime) -> Clause:
+def _match(c: Condition, ctx: Context) -> Clause:
     element: Clause = {}
     for sub_path, spec in c.value.items():
         where = f"{c.where}.value.{sub_path}"
-        sub = schema.sub_field(c.field, sub_path, where)
+        sub = ctx.schema.sub_field(c.field, sub_path, where)
         tests = spec if isinstance(spec, dict) else {"$eq": spec}
         compiled: Clause = {}
         for name, operand in tests.items():
@@ -278,7 +287,7 @@ def _match(c: Condition, limits: Limits, now: datetime) -> Clause:
             elif mongo_op in ("$in", "$nin"):
                 if not isinstance(operand, list):
                     raise _shape_error("list", name, where)
-                items = capped(operand, limits, where)
+                items = capped(operand, ctx.limits, where)
                 compiled[mongo_op] = [schema.coerce(sub, v, where) for v in items]
             else:
                 compiled[mongo_op] = schema.coerce(sub, operand, where)
@@ -349,7 +358,7 @@ def pick(raw: Mapping[str, Any], long: str, short: str) -> Any:
     return raw[long] if long in raw else raw.get(short)
 
 
-def condition(raw: Mapping[str, Any], where: str, limits: Limits, now: datetime) -> Clause:
+def condition(raw: Mapping[str, Any], where: str, ctx: Context) -> Clause:
     """One client condition -> one MongoDB clause."""
     if not isinstance(raw, Mapping):
         raise ServiceError("ERROR_INVALID_PARAMETER_TYPE", "A condition is an object.", key=where)
@@ -363,7 +372,7 @@ def condition(raw: Mapping[str, Any], where: str, limits: Limits, now: datetime)
     if operator is None:
         raise _unsupported(name, f"{where}.operator", list(OPERATORS))
     value = pick(raw, "value", "v")
-    field = schema.lookup(key, f"{where}.key")
+    field = ctx.schema.lookup(key, f"{where}.key")
     if field.kind not in operator.kinds:
         raise ServiceError(
             "ERROR_INVALID_PARAMETER",
@@ -373,42 +382,40 @@ def condition(raw: Mapping[str, Any], where: str, limits: Limits, now: datetime)
         )
     if not _shape_ok(operator.shape, value):
         raise _shape_error(operator.shape, name, f"{where}.value")
-    return operator.build(Condition(field, value, f"{where}.value", name), limits, now)
+    return operator.build(Condition(field, value, f"{where}.value", name), ctx)
 
 
-def conditions(
-    raws: Sequence[Mapping[str, Any]], where: str, limits: Limits, now: datetime
-) -> list[Clause]:
+def conditions(raws: Sequence[Mapping[str, Any]], where: str, ctx: Context) -> list[Clause]:
     """Each condition of a list, compiled."""
-    return [condition(raw, f"{where}[{i}]", limits, now) for i, raw in enumerate(raws)]
+    return [condition(raw, f"{where}[{i}]", ctx) for i, raw in enumerate(raws)]
 
 
-def keyword_clause(keyword: str, limits: Limits) -> Clause | None:
-    """The ``keyword`` search: any word is a case-insensitive substring of ``job_id``."""
-    words = capped(keyword.split(), limits, "query.keyword")
-    return _any_of("job_id", [re.escape(w) for w in words]) if words else None
+def keyword_clause(keyword: str, ctx: Context) -> Clause | None:
+    """The ``keyword`` search: any word is a case-insensitive substring of the schema's keyword
+    field (``job_id``, ``job_task_id``)."""
+    words = capped(keyword.split(), ctx.limits, "query.keyword")
+    return _any_of(ctx.schema.keyword, [re.escape(w) for w in words]) if words else None
 
 
 def combine(
     scope: Sequence[Clause],
     query: Mapping[str, Any],
-    limits: Limits,
-    now: datetime,
+    ctx: Context,
     extra: Sequence[Clause] = (),
 ) -> Clause:
     """Scope AND shortcut clauses AND every ``filter`` AND any of ``filter_or`` AND keyword.
 
     The tenant scope comes first and is always present; nothing in ``query`` can widen it.
     """
-    clauses = [*scope, *extra, *conditions(query.get("filter", []), "query.filter", limits, now)]
-    either = conditions(query.get("filter_or", []), "query.filter_or", limits, now)
+    clauses = [*scope, *extra, *conditions(query.get("filter", []), "query.filter", ctx)]
+    either = conditions(query.get("filter_or", []), "query.filter_or", ctx)
     if either:
         clauses.append({"$or": either})
     keyword = query.get("keyword")
     if keyword is not None:
         if not isinstance(keyword, str):
             raise ServiceError("ERROR_INVALID_PARAMETER_TYPE", "keyword is text.", key="keyword")
-        found = keyword_clause(keyword, limits)
+        found = keyword_clause(keyword, ctx)
         if found is not None:
             clauses.append(found)
     return {"$and": [c for c in clauses if c]}

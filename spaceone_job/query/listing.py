@@ -9,24 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from spaceone_job.errors import ServiceError, invalid, required, shown
 from spaceone_job.query import schema
-from spaceone_job.query.filters import Clause, Limits, combine, conditions
-from spaceone_job.query.schema import Kind
+from spaceone_job.query.filters import Clause, Context, Limits, combine, conditions
+from spaceone_job.query.schema import Kind, Schema
 
-# Upstream's minimal fields, plus workspace_id, which upstream renders but forgot to load.
-MINIMAL_FIELDS = (
-    "job_id",
-    "status",
-    "total_tasks",
-    "remained_tasks",
-    "data_source_id",
-    "workspace_id",
-    "created_at",
-)
 DEFAULT_SORT: tuple[tuple[str, int], ...] = (("created_at", -1), ("_id", -1))
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -81,7 +70,7 @@ def page_window(page: Mapping[str, Any] | None, limits: Limits) -> tuple[int, in
 
 
 def _sort(
-    items: Sequence[Mapping[str, Any]], extra_names: Sequence[str]
+    items: Sequence[Mapping[str, Any]], extra_names: Sequence[str], fields: Schema
 ) -> tuple[tuple[str, int], ...]:
     if not items:
         return DEFAULT_SORT
@@ -92,28 +81,28 @@ def _sort(
         if not key:
             raise required(where)
         if key not in extra_names:
-            schema.lookup(key, where)
+            fields.lookup(key, where)
         keys.append((key, -1 if item.get("desc") else 1))
     return (*keys, ("_id", 1))
 
 
-def _projection(only: Sequence[str], minimal: bool) -> dict[str, int] | None:
-    paths = [*only, *(MINIMAL_FIELDS if minimal else ())]
+def _projection(only: Sequence[str], minimal: bool, fields: Schema) -> dict[str, int] | None:
+    paths = [*only, *(fields.minimal if minimal else ())]
     if not paths:
         return None
     for i, path in enumerate(only):
-        schema.lookup(path, f"query.only[{i}]")
+        fields.lookup(path, f"query.only[{i}]")
     # MongoDB refuses a parent and its child in one projection; the parent covers the child.
     kept = {p for p in paths if not any(p.startswith(q + ".") for q in paths)}
     return dict.fromkeys(sorted(kept), 1)
 
 
-def _operand(value: Any, where: str) -> Any:
+def _operand(value: Any, where: str, fields: Schema) -> Any:
     if isinstance(value, str) and value.startswith("$"):
-        schema.lookup(value[1:], where)
+        fields.lookup(value[1:], where)
         return value
     if isinstance(value, dict):
-        return _expression(value, where)
+        return _expression(value, where, fields)
     return {"$literal": schema.literal(value, where)}
 
 
@@ -122,7 +111,7 @@ _EXPRESSION_OPERATORS = {
 }
 
 
-def _expression(spec: Mapping[str, Any], where: str) -> Clause:
+def _expression(spec: Mapping[str, Any], where: str, fields: Schema) -> Clause:
     if len(spec) != 1:
         raise invalid(
             where, "a condition is one operator such as {'__eq': ['$status', 'SUCCESS']}."
@@ -140,10 +129,10 @@ def _expression(spec: Mapping[str, Any], where: str) -> Clause:
         raise ServiceError(
             "ERROR_OPERATOR_LIST_VALUE_TYPE", f"The operands of {name} are a list.", key=where
         )
-    return {mongo_op: [_operand(v, f"{where}.{name}[{i}]") for i, v in enumerate(operands)]}
+    return {mongo_op: [_operand(v, f"{where}.{name}[{i}]", fields) for i, v in enumerate(operands)]}
 
 
-def _field_value(value: Any, where: str) -> Any:
+def _field_value(value: Any, where: str, fields: Schema) -> Any:
     if isinstance(value, dict) and "if" in value:
         unknown = set(value) - {"if", "then", "else"}
         if unknown:
@@ -152,22 +141,22 @@ def _field_value(value: Any, where: str) -> Any:
             raise invalid(f"{where}.if", "the condition is an object.")
         return {
             "$cond": {
-                "if": _expression(value["if"], f"{where}.if"),
-                "then": _field_value(value.get("then"), f"{where}.then"),
-                "else": _field_value(value.get("else"), f"{where}.else"),
+                "if": _expression(value["if"], f"{where}.if", fields),
+                "then": _field_value(value.get("then"), f"{where}.then", fields),
+                "else": _field_value(value.get("else"), f"{where}.else", fields),
             }
         }
     return {"$literal": schema.literal(value, where)}
 
 
-def add_fields_stage(spec: Mapping[str, Any]) -> Clause:
+def add_fields_stage(spec: Mapping[str, Any], fields: Schema) -> Clause:
     """``add_fields``: new named fields, each a literal or an ``{if, then, else}`` conditional."""
     out: Clause = {}
     for name, value in spec.items():
         where = f"query.add_fields.{name}"
-        if not NAME.match(name) or name in schema.DOCUMENT_FIELDS:
+        if not NAME.match(name) or name in fields.document_fields:
             raise invalid(where, "a new field name is a word that is not a job field.")
-        out[name] = _field_value(value, where)
+        out[name] = _field_value(value, where, fields)
     return {"$addFields": out}
 
 
@@ -175,14 +164,13 @@ def compile_list(
     query: Mapping[str, Any],
     scope: Sequence[Clause],
     shortcuts: Sequence[Clause],
-    limits: Limits,
-    now: datetime,
+    ctx: Context,
 ) -> ListPlan:
     """A ``list`` request (dict form of ``Query``) -> the plan that answers it."""
     if query.get("lookup") is not None:
         raise invalid("query.lookup", "lookup (joins to other collections) is not supported.")
-    filter_ = combine(scope, query, limits, now, shortcuts)
-    skip, limit = page_window(query.get("page"), limits)
+    filter_ = combine(scope, query, ctx, shortcuts)
+    skip, limit = page_window(query.get("page"), ctx.limits)
     minimal = bool(query.get("minimal"))
     only = query.get("only", [])
     unwind = query.get("unwind")
@@ -193,16 +181,17 @@ def compile_list(
         unwind_path = unwind.get("path")
         if not unwind_path:
             raise required("query.unwind.path")
-        if schema.lookup(unwind_path, "query.unwind.path").kind is not Kind.ARRAY:
-            raise invalid("query.unwind.path", f"unwind takes {' or '.join(schema.ARRAY_FIELDS)}.")
+        if ctx.schema.lookup(unwind_path, "query.unwind.path").kind is not Kind.ARRAY:
+            arrays = " or ".join(ctx.schema.array_fields) or "no field of a " + ctx.schema.noun
+            raise invalid("query.unwind.path", f"unwind takes {arrays}.")
         stages.append({"$unwind": "$" + unwind_path})
-        unwound = conditions(unwind.get("filter", []), "query.unwind.filter", limits, now)
+        unwound = conditions(unwind.get("filter", []), "query.unwind.filter", ctx)
         if unwound:
             stages.append({"$match": {"$and": unwound}})
     if add_fields:
-        stages.append(add_fields_stage(add_fields))
-    projection = _projection(only, minimal)
-    sort = _sort(query.get("sort", []), list(add_fields or ()))
+        stages.append(add_fields_stage(add_fields, ctx.schema))
+    projection = _projection(only, minimal, ctx.schema)
+    sort = _sort(query.get("sort", []), list(add_fields or ()), ctx.schema)
     return ListPlan(
         filter=filter_,
         sort=sort,

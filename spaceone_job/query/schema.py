@@ -10,12 +10,13 @@ from __future__ import annotations
 import enum
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from spaceone_job.errors import ServiceError, shown
-from spaceone_job.store.model import RESOURCE_GROUPS, STATUSES
+from spaceone_job.store.model import RESOURCE_GROUPS, STATUSES, TASK_STATUSES
 
 
 class Kind(enum.Enum):
@@ -40,65 +41,122 @@ class Field:
     in_array: bool = False
 
 
-_FIELDS: dict[str, Field] = {
-    f.path: f
-    for f in (
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,99}$")
+
+
+class Schema:
+    """The fields of one kind of document (jobs, job tasks): which paths a request may name
+    and what each holds. Free-form objects (``options``) take any sub-path, of kind ANY."""
+
+    def __init__(
+        self,
+        noun: str,
+        fields: Sequence[Field],
+        open_objects: Sequence[str],
+        *,
+        minimal: Sequence[str],
+        keyword: str,
+    ) -> None:
+        self.noun = noun
+        self._fields = {f.path: f for f in fields}
+        self._open = tuple(open_objects)
+        self.minimal: tuple[str, ...] = tuple(minimal)
+        # The field the ``keyword`` search looks in.
+        self.keyword = keyword
+        self.document_fields = tuple(path for path in self._fields if "." not in path)
+        self.array_fields = tuple(p for p, f in self._fields.items() if f.kind is Kind.ARRAY)
+        nested = [p for p in self._fields if "." in p and not p.startswith(self._open)]
+        self._hint = ", ".join([f"a {noun} field", *(f"{o}.*" for o in self._open), *nested])
+
+    def lookup(self, path: str, where: str) -> Field:
+        """The field at ``path``; ``where`` names the request part for the error."""
+        known = self._fields.get(path)
+        if known is not None:
+            return known
+        for root in self._open:
+            rest = path.removeprefix(root + ".")
+            if rest != path and all(_SEGMENT.match(segment) for segment in rest.split(".")):
+                return Field(path, Kind.ANY, in_array=self._fields[root].in_array)
+        raise ServiceError(
+            "ERROR_INVALID_PARAMETER",
+            f"Unknown field {shown(path)}: use {self._hint}.",
+            key=where,
+        )
+
+    def sub_field(self, array: Field, sub_path: str, where: str) -> Field:
+        """A field inside the documents of an array field (``start`` of ``changed``)."""
+        return self.lookup(f"{array.path}.{sub_path}", where)
+
+
+_COMMON = (
+    Field("status", Kind.STRING, STATUSES),
+    Field("options", Kind.OBJECT),
+    Field("error_code", Kind.STRING),
+    Field("error_message", Kind.STRING),
+    Field("resource_group", Kind.STRING, RESOURCE_GROUPS),
+    Field("data_source_id", Kind.STRING),
+    Field("workspace_id", Kind.STRING),
+    Field("domain_id", Kind.STRING),
+    Field("created_at", Kind.DATETIME),
+    Field("updated_at", Kind.DATETIME),
+    Field("finished_at", Kind.DATETIME),
+)
+
+JOB = Schema(
+    "job",
+    [
         Field("job_id", Kind.STRING),
-        Field("status", Kind.STRING, STATUSES),
-        Field("options", Kind.OBJECT),
-        Field("error_code", Kind.STRING),
-        Field("error_message", Kind.STRING),
+        *_COMMON,
         Field("total_tasks", Kind.INT),
         Field("remained_tasks", Kind.INT),
-        Field("resource_group", Kind.STRING, RESOURCE_GROUPS),
-        Field("data_source_id", Kind.STRING),
-        Field("workspace_id", Kind.STRING),
-        Field("domain_id", Kind.STRING),
         Field("changed", Kind.ARRAY),
         Field("changed.start", Kind.STRING, in_array=True),
         Field("changed.end", Kind.STRING, in_array=True),
         Field("changed.filter", Kind.OBJECT, in_array=True),
         Field("synced_accounts", Kind.ARRAY),
         Field("synced_accounts.account_id", Kind.STRING, in_array=True),
-        Field("created_at", Kind.DATETIME),
-        Field("updated_at", Kind.DATETIME),
-        Field("finished_at", Kind.DATETIME),
-    )
-}
+    ],
+    ("options", "changed.filter"),
+    # Upstream's minimal fields, plus workspace_id, which upstream renders but forgot to load.
+    minimal=(
+        "job_id",
+        "status",
+        "total_tasks",
+        "remained_tasks",
+        "data_source_id",
+        "workspace_id",
+        "created_at",
+    ),
+    keyword="job_id",
+)
 
-# Free-form dictionaries: any sub-path below them is a field of kind ANY.
-_OPEN_OBJECTS = ("options", "changed.filter")
-_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,99}$")
-
-DOCUMENT_FIELDS: tuple[str, ...] = tuple(path for path in _FIELDS if "." not in path)
-ARRAY_FIELDS: tuple[str, ...] = tuple(p for p, f in _FIELDS.items() if f.kind is Kind.ARRAY)
-
-
-def unknown_field(key: str, where: str) -> ServiceError:
-    """The error for a field path the schema does not know."""
-    return ServiceError(
-        "ERROR_INVALID_PARAMETER",
-        f"Unknown field {shown(key)}: use a job field, options.*, changed.start|end|filter.*"
-        " or synced_accounts.account_id.",
-        key=where,
-    )
-
-
-def lookup(path: str, where: str) -> Field:
-    """The field at ``path``; ``where`` names the request part for the error."""
-    known = _FIELDS.get(path)
-    if known is not None:
-        return known
-    for root in _OPEN_OBJECTS:
-        rest = path.removeprefix(root + ".")
-        if rest != path and all(_SEGMENT.match(segment) for segment in rest.split(".")):
-            return Field(path, Kind.ANY, in_array=_FIELDS[root].in_array)
-    raise unknown_field(path, where)
-
-
-def sub_field(array: Field, sub_path: str, where: str) -> Field:
-    """A field inside the documents of an array field (``start`` of ``changed``)."""
-    return lookup(f"{array.path}.{sub_path}", where)
+JOB_TASK = Schema(
+    "job task",
+    [
+        Field("job_task_id", Kind.STRING),
+        Field("job_id", Kind.STRING),
+        *(f for f in _COMMON if f.path != "status"),
+        Field("status", Kind.STRING, TASK_STATUSES),
+        Field("created_count", Kind.INT),
+        Field("started_at", Kind.DATETIME),
+        # One month range per task (upstream's proto has it; contract §10 renders it).
+        Field("changed", Kind.OBJECT),
+        Field("changed.start", Kind.STRING),
+        Field("changed.end", Kind.STRING),
+        Field("changed.filter", Kind.OBJECT),
+    ],
+    ("options", "changed.filter"),
+    minimal=(
+        "job_task_id",
+        "status",
+        "created_count",
+        "job_id",
+        "data_source_id",
+        "workspace_id",
+        "created_at",
+    ),
+    keyword="job_task_id",
+)
 
 
 def type_error(f: Field, value: Any, where: str) -> ServiceError:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from spaceone_job.errors import ServiceError, invalid, required, shown
 from spaceone_job.query import schema
-from spaceone_job.query.filters import Clause, Limits, combine, conditions, pick
+from spaceone_job.query.filters import Clause, Context, Limits, combine, conditions, pick
 from spaceone_job.query.listing import NAME, page_window
-from spaceone_job.query.schema import Kind
+from spaceone_job.query.schema import Kind, Schema
 
 _DATE_PARTS = {"year": "$year", "month": "$month", "day": "$dayOfMonth"}
 # The directives MongoDB and the embedded store render alike (%L, %w, %z and %Z differ).
@@ -40,8 +39,10 @@ RESERVED_NAME = "_id"
 
 @dataclass
 class Names:
-    """What a stage may refer to. ``kinds`` is None while the documents are still jobs."""
+    """What a stage may refer to. ``kinds`` is None while the documents are still the
+    schema's (jobs, job tasks)."""
 
+    fields: Schema
     kinds: dict[str, Kind] | None = None
     group_keys: set[str] = field(default_factory=set)
     unwound: set[str] = field(default_factory=set)
@@ -51,7 +52,7 @@ class Names:
         if not isinstance(key, str) or not key:
             raise required(where)
         if self.kinds is None:
-            f = schema.lookup(key, where)
+            f = self.fields.lookup(key, where)
             kind = f.kind
             if f.in_array and not any(key.startswith(p + ".") for p in self.unwound):
                 kind = Kind.ARRAY
@@ -366,7 +367,7 @@ def _project(spec: Mapping[str, Any], names: Names, where: str) -> Clause:
     return {"$project": stage}
 
 
-def _unwind(spec: Mapping[str, Any], names: Names, where: str, ctx: _Context) -> list[Clause]:
+def _unwind(spec: Mapping[str, Any], names: Names, where: str, ctx: Context) -> list[Clause]:
     path, kind = names.ref(spec.get("path"), f"{where}.path")
     if kind not in (Kind.ARRAY, Kind.ANY):
         raise invalid(f"{where}.path", f"unwind takes an array; {path[1:]} is not one.")
@@ -375,15 +376,13 @@ def _unwind(spec: Mapping[str, Any], names: Names, where: str, ctx: _Context) ->
     if filters:
         if names.kinds is not None:
             raise invalid(f"{where}.filter", "an unwind filter applies before any group/project.")
-        stages.append(
-            {"$match": {"$and": conditions(filters, f"{where}.filter", ctx.limits, ctx.now)}}
-        )
+        stages.append({"$match": {"$and": conditions(filters, f"{where}.filter", ctx)}})
     if names.kinds is None:
         names.unwound.add(path[1:])
     return stages
 
 
-def _count_stage(spec: Any, names: Names, where: str, ctx: _Context) -> list[Clause]:
+def _count_stage(spec: Any, names: Names, where: str, ctx: Context) -> list[Clause]:
     if not isinstance(spec, Mapping):
         raise invalid(where, "count is an object.")
     name = _name(spec, where, set())
@@ -410,17 +409,11 @@ def _sort(items: Any, names: Names, where: str) -> Clause:
     return {"$sort": order}
 
 
-@dataclass(frozen=True)
-class _Context:
-    limits: Limits
-    now: datetime
-
-
-StageBuild = Callable[[Any, Names, str, _Context], list[Clause]]
+StageBuild = Callable[[Any, Names, str, Context], list[Clause]]
 
 
 def _object_stage(build: Callable[[Mapping[str, Any], Names, str], Clause]) -> StageBuild:
-    def stage(spec: Any, names: Names, where: str, ctx: _Context) -> list[Clause]:
+    def stage(spec: Any, names: Names, where: str, ctx: Context) -> list[Clause]:
         if not isinstance(spec, Mapping):
             raise invalid(where, "this stage is an object.")
         return [build(spec, names, where)]
@@ -428,14 +421,14 @@ def _object_stage(build: Callable[[Mapping[str, Any], Names, str], Clause]) -> S
     return stage
 
 
-def _unwind_stage(spec: Any, names: Names, where: str, ctx: _Context) -> list[Clause]:
+def _unwind_stage(spec: Any, names: Names, where: str, ctx: Context) -> list[Clause]:
     if not isinstance(spec, Mapping):
         raise invalid(where, "unwind is an object.")
     return _unwind(spec, names, where, ctx)
 
 
 def _bounded(name: str, low: int) -> StageBuild:
-    def stage(value: Any, names: Names, where: str, ctx: _Context) -> list[Clause]:
+    def stage(value: Any, names: Names, where: str, ctx: Context) -> list[Clause]:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise invalid(where, f"{name} is a whole number of at least {low}.")
         return [{"$" + name: value}]
@@ -454,7 +447,7 @@ STAGES: Mapping[str, StageBuild] = {
 }
 
 
-def _stage(raw: Mapping[str, Any], names: Names, where: str, ctx: _Context) -> list[Clause]:
+def _stage(raw: Mapping[str, Any], names: Names, where: str, ctx: Context) -> list[Clause]:
     present = [name for name in STAGES if name in raw]
     if len(present) != 1:
         raise invalid(where, f"a stage sets exactly one of {', '.join(STAGES)}.")
@@ -472,14 +465,16 @@ def _paged(
     return head + window, [*head, {"$count": "total_count"}]
 
 
-def _distinct(key: Any, match: Clause, query: Mapping[str, Any], limits: Limits) -> StatPlan:
-    names = Names()
+def _distinct(key: Any, match: Clause, query: Mapping[str, Any], ctx: Context) -> StatPlan:
+    names = Names(ctx.schema)
     path, kind = names.ref(key, "query.distinct")
     if kind is Kind.OBJECT:
         raise invalid("query.distinct", f"{path[1:]} holds objects; name a field inside it.")
     head: list[Clause] = [{"$match": match}]
     field = path[1:]
-    array = next((a for a in schema.ARRAY_FIELDS if field == a or field.startswith(a + ".")), None)
+    array = next(
+        (a for a in ctx.schema.array_fields if field == a or field.startswith(a + ".")), None
+    )
     if array is not None:
         head.append({"$unwind": "$" + array})
     # As MongoDB's distinct: a null value counts, a missing field does not; BSON order.
@@ -489,25 +484,22 @@ def _distinct(key: Any, match: Clause, query: Mapping[str, Any], limits: Limits)
         {"$sort": {"_id": 1}},
     ]
     origins = ("query.filter", *["query.distinct"] * (len(head) - 1))
-    pipeline, count = _paged(head, query.get("page"), limits)
+    pipeline, count = _paged(head, query.get("page"), ctx.limits)
     return StatPlan(pipeline, count, distinct=True, origins=origins)
 
 
-def compile_stat(
-    query: Mapping[str, Any], scope: Sequence[Clause], limits: Limits, now: datetime
-) -> StatPlan:
+def compile_stat(query: Mapping[str, Any], scope: Sequence[Clause], ctx: Context) -> StatPlan:
     """A ``stat`` request (dict form of ``StatisticsQuery``) -> the plan that answers it."""
     aggregate = query.get("aggregate") or []
     distinct = query.get("distinct")
     if not aggregate and not distinct:
         raise required("aggregate")
-    match = combine(scope, query, limits, now)
+    match = combine(scope, query, ctx)
     if not aggregate:
-        return _distinct(distinct, match, query, limits)
-    if len(aggregate) > limits.max_stat_stages:
-        raise invalid("query.aggregate", f"at most {limits.max_stat_stages} stages.")
-    ctx = _Context(limits, now)
-    names = Names()
+        return _distinct(distinct, match, query, ctx)
+    if len(aggregate) > ctx.limits.max_stat_stages:
+        raise invalid("query.aggregate", f"at most {ctx.limits.max_stat_stages} stages.")
+    names = Names(ctx.schema)
     stages: list[Clause] = [{"$match": match}]
     origins = ["query.filter"]
     for i, raw in enumerate(aggregate):
@@ -515,5 +507,5 @@ def compile_stat(
         built = _stage(raw, names, where, ctx)
         stages += built
         origins += [where] * len(built)
-    pipeline, count = _paged(stages, query.get("page"), limits)
+    pipeline, count = _paged(stages, query.get("page"), ctx.limits)
     return StatPlan(pipeline, count, distinct=False, origins=tuple(origins))

@@ -36,6 +36,7 @@ from mongomock.filtering import filter_applies
 from pymongo.errors import OperationFailure
 
 from spaceone_job.errors import ServiceError
+from spaceone_job.store.model import Job, Model
 from spaceone_job.store.store import (
     Document,
     DuplicateJobId,
@@ -102,22 +103,31 @@ class Watchdog:
         if timeout is None:
             return work(float("inf"))
         guard = _Guard(threading.get_ident(), time.monotonic() + timeout)
+        try:
+            try:
+                self._arm(guard)
+                return work(guard.deadline)
+            finally:
+                # First, and with no call before it (where Python could deliver a pending
+                # interruption): from here the watchdog fires no more at this thread, so at most
+                # one interruption is still pending, and it is delivered or cleared right here.
+                guard.active = False
+                self._clear(guard)
+        except _Interrupted:
+            raise request_timeout() from None
+
+    def _arm(self, guard: _Guard) -> None:
         with self._cond:
             heapq.heappush(self._heap, (guard.deadline, next(self._order), guard))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
                 self._thread.start()
             self._cond.notify()
-        try:
-            try:
-                return work(guard.deadline)
-            finally:
-                with self._cond:
-                    guard.active = False
-                    if guard.fired:
-                        _raise_in(guard.thread_id, None)
-        except _Interrupted:
-            raise request_timeout() from None
+
+    def _clear(self, guard: _Guard) -> None:
+        with self._cond:
+            if guard.fired:
+                _raise_in(guard.thread_id, None)
 
     def _loop(self) -> None:
         with self._cond:
@@ -230,34 +240,40 @@ class EmbeddedJobStore(JobStore):
     """The in-process mongomock store (development and tests), made to behave like MongoDB.
 
     mongomock has no indexes: it scans every document for every query and checks uniqueness by
-    scanning on every insert. A ``job_id`` map stands in for MongoDB's unique index: it keeps
-    ``job_id`` unique, and a query that pins one ``job_id`` (get, cancel) looks at that one
-    document, matched by mongomock's own filter code. mongomock also applies a conditional update
-    as read-then-write; serialising writes makes it atomic, as a real server does.
+    scanning on every insert. An id map (``job_id``, ``job_task_id``) stands in for MongoDB's
+    unique index: it keeps ids unique, and a query that pins one id (get, cancel) looks at that
+    one document, matched by mongomock's own filter code. mongomock also applies a conditional
+    update as read-then-write; serialising writes makes it atomic, as a real server does.
     """
 
     embedded = True
 
-    def __init__(self, collection: Any, description: str) -> None:
-        super().__init__(collection, description)
+    def __init__(self, collection: Any, description: str, *, model: Model = Job) -> None:
+        super().__init__(collection, description, model=model)
         self._lock = threading.RLock()
         self._ids: dict[str, Any] = {}
+
+    def sibling(self, model: Model) -> EmbeddedJobStore:
+        """The store of another model's collection in the same in-memory database."""
+        return EmbeddedJobStore(
+            self._collection.database[model._meta["collection"]], self.description, model=model
+        )
 
     def ensure_indexes(self) -> list[str]:
         """Nothing to create: mongomock's indexes only slow inserts; see the class doc."""
         return []
 
     def insert(self, documents: Sequence[Document], timeout: float | None = None) -> None:
-        """Insert documents; a ``job_id`` already stored raises :class:`DuplicateJobId`."""
+        """Insert documents; an id already stored raises :class:`DuplicateJobId`."""
         with self._lock:
-            batch = [doc["job_id"] for doc in documents]
+            batch = [doc[self.key] for doc in documents]
             clash = next((j for j in batch if j in self._ids), None)
             if clash is None and len(set(batch)) != len(batch):
                 clash = next(j for j in batch if batch.count(j) > 1)
             if clash is not None:
-                raise DuplicateJobId(f"job_id {clash} is already stored")
+                raise DuplicateJobId(f"{self.key} {clash} is already stored")
             super().insert(documents, timeout)
-            self._ids.update((doc["job_id"], doc["_id"]) for doc in documents)
+            self._ids.update((doc[self.key], doc["_id"]) for doc in documents)
 
     def _stored(self) -> list[Document]:
         # A snapshot: mongomock holds a reader lock while its generator is open.
@@ -269,12 +285,12 @@ class EmbeddedJobStore(JobStore):
         return (doc for doc in self._stored() if filter_applies(spec, doc))
 
     def _pinned(self, filter: Document) -> tuple[bool, Document | None]:
-        """Whether ``filter`` pins one ``job_id``, and then the stored document if it matches."""
-        job_id = _pinned_job_id(filter)
-        if job_id is None:
+        """Whether ``filter`` pins one id, and then the stored document if it matches."""
+        pinned = _pinned_id(filter, self.key)
+        if pinned is None:
             return False, None
         try:
-            stored: Document = self._collection._store[self._ids[job_id]]
+            stored: Document = self._collection._store[self._ids[pinned]]
         except KeyError:
             return True, None
         return True, stored if filter_applies(filter, stored) else None
@@ -399,9 +415,9 @@ class EmbeddedJobStore(JobStore):
             if isinstance(spec, dict) and isinstance(spec.get("$sum"), str) and len(spec) == 1
         }
         rest = {name: spec for name, spec in options.items() if name not in sums}
-        if any(name != "_id" for name in rest):
+        if not sums or any(name != "_id" for name in rest):
             out = list(_PIPELINE_HANDLERS["$project"](rows, self._collection.database, rest))
-        else:  # nothing left for mongomock, which would read {"_id": 0} as an exclusion
+        else:  # only computed sums: mongomock would read what is left, {"_id": 0}, as exclusion
             keep_id = rest.get("_id", 1) != 0
             out = [{"_id": row["_id"]} if keep_id and "_id" in row else {} for row in rows]
         for row, projected in zip(rows, out, strict=True):
@@ -451,10 +467,10 @@ def _sort_key(path: str) -> Callable[[Document], tuple[int, Any]]:
     return key
 
 
-def _pinned_job_id(filter: Document) -> str | None:
-    """The ``job_id`` a filter requires: a top-level conjunct that says ``job_id == x``."""
+def _pinned_id(filter: Document, key: str) -> str | None:
+    """The id a filter requires: a top-level conjunct that says ``key == x``."""
     for clause in (filter, *filter.get("$and", ())):
-        value = clause.get("job_id")
+        value = clause.get(key)
         if isinstance(value, str):
             return value
     return None

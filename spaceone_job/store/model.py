@@ -23,6 +23,7 @@ from mongoengine import (
 )
 
 STATUSES = ("IN_PROGRESS", "SUCCESS", "FAILURE", "TIMEOUT", "CANCELED")
+TASK_STATUSES = ("PENDING", "IN_PROGRESS", "SUCCESS", "FAILURE", "CANCELED")
 RESOURCE_GROUPS = ("DOMAIN", "WORKSPACE")
 
 
@@ -80,8 +81,51 @@ class Job(Document):  # type: ignore[misc]
     }
 
 
+def new_task_id() -> str:
+    """``job-task-`` followed by 12 lowercase hex characters."""
+    return "job-task-" + secrets.token_hex(6)
+
+
+class JobTask(Document):  # type: ignore[misc]
+    """One part of a job (a secret, an account set, a month range), run by one worker."""
+
+    job_task_id = StringField(max_length=40, unique=True, default=new_task_id)
+    status = StringField(max_length=20, default="PENDING", choices=TASK_STATUSES)
+    options = DictField(default=dict)
+    # The month range the task replaces (not in upstream's model; its proto has the field).
+    changed = EmbeddedDocumentField(Changed, default=None, null=True)
+    created_count = IntField(default=0)
+    error_code = StringField(max_length=254, default=None, null=True)
+    error_message = StringField(default=None, null=True)
+    resource_group = StringField(max_length=40, choices=RESOURCE_GROUPS, null=True)
+    job_id = StringField(max_length=40, required=True)
+    data_source_id = StringField(max_length=40, required=True)
+    workspace_id = StringField(max_length=40, default=None, null=True)
+    domain_id = StringField(max_length=40, required=True)
+    created_at = DateTimeField(required=True)
+    started_at = DateTimeField(default=None, null=True)
+    updated_at = DateTimeField(required=True)
+    finished_at = DateTimeField(default=None, null=True)
+
+    meta: ClassVar[dict[str, Any]] = {
+        "collection": "job_task",
+        "db_alias": "default",
+        "ordering": ["-created_at"],
+        "auto_create_index": False,
+        "indexes": [
+            {"fields": ["domain_id", "job_id", "created_at"], "name": "domain_job"},
+            {"fields": ["domain_id", "-created_at"], "name": "domain_created"},
+            {"fields": ["domain_id", "workspace_id", "-created_at"], "name": "domain_workspace"},
+            {"fields": ["domain_id", "data_source_id", "-created_at"], "name": "domain_source"},
+            {"fields": ["domain_id", "status", "-created_at"], "name": "domain_status"},
+            # The lifecycle's cascades: a job's unfinished tasks.
+            {"fields": ["job_id", "status"], "name": "job_status"},
+        ],
+    }
+
+
 class InvalidJob(ValueError):
-    """A job document that breaks the model's rules (missing field, bad choice, too long)."""
+    """A document that breaks its model's rules (missing field, bad choice, too long)."""
 
 
 def _strip(value: Any) -> Any:
@@ -93,18 +137,29 @@ def _strip(value: Any) -> Any:
     return value
 
 
-def new_document(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` validated against the model, defaults filled, as the dict MongoDB stores."""
-    known = {key: _strip(value) for key, value in data.items() if key in Job._fields}
-    unknown = sorted(set(data) - set(Job._fields))
+Model = type[Job] | type[JobTask]
+# Nullable fields a stored document always holds (null), as upstream's documents do.
+_NULLS: dict[Any, tuple[str, ...]] = {
+    Job: ("error_code", "error_message", "workspace_id", "finished_at"),
+    JobTask: ("error_code", "error_message", "workspace_id", "started_at", "finished_at"),
+}
+
+
+def new_document(data: dict[str, Any], model: Model = Job) -> dict[str, Any]:
+    """``data`` validated against ``model``, defaults filled, as the dict MongoDB stores."""
+    unknown = sorted(set(data) - set(model._fields))
     if unknown:
         raise InvalidJob(f"unknown fields {unknown}")
     try:
-        job = Job(**known)
-        job.validate()
+        document = model(**{key: _strip(value) for key, value in data.items()})
+        document.validate()
     except (ValidationError, TypeError, ValueError) as exc:
         raise InvalidJob(str(exc)) from exc
-    stored: dict[str, Any] = job.to_mongo().to_dict()
-    for name in ("error_code", "error_message", "workspace_id", "finished_at"):
+    stored: dict[str, Any] = document.to_mongo().to_dict()
+    for name in _NULLS[model]:
         stored.setdefault(name, None)
     return stored
+
+
+# The unique id field of each model's documents.
+KEYS: dict[Any, str] = {Job: "job_id", JobTask: "job_task_id"}

@@ -30,7 +30,7 @@ from pymongo.errors import (
 )
 
 from spaceone_job.errors import ServiceError
-from spaceone_job.store.model import Job
+from spaceone_job.store.model import KEYS, Job, Model
 
 LOG = logging.getLogger(__name__)
 Document = dict[str, Any]
@@ -40,7 +40,7 @@ EMBEDDED_DESCRIPTION = "embedded, in-memory, development only"
 
 
 class DuplicateJobId(Exception):
-    """An insert met a ``job_id`` that is already stored."""
+    """An insert met an id (``job_id``, ``job_task_id``) that is already stored."""
 
 
 class QueryRefused(Exception):
@@ -63,7 +63,7 @@ def request_timeout() -> ServiceError:
 
 
 class JobStore:
-    """Jobs in one MongoDB collection."""
+    """The documents of one model (jobs, or job tasks) in their MongoDB collection."""
 
     embedded = False
 
@@ -72,13 +72,28 @@ class JobStore:
         collection: Any,
         description: str,
         *,
+        model: Model = Job,
         reach: Callable[[float], None] | None = None,
         db_timeout_s: float = 5.0,
     ) -> None:
         self._collection = collection
         self.description = description
+        self.model = model
+        # The unique id field (job_id, job_task_id).
+        self.key = KEYS[model]
+        self.indexes: tuple[dict[str, Any], ...] = tuple(model._meta["index_specs"])
         self._reach = reach
         self._db_timeout_s = db_timeout_s
+
+    def sibling(self, model: Model) -> JobStore:
+        """The store of another model's collection in the same database (tasks beside jobs)."""
+        return JobStore(
+            self._collection.database[model._meta["collection"]],
+            self.description,
+            model=model,
+            reach=self._reach,
+            db_timeout_s=self._db_timeout_s,
+        )
 
     @contextlib.contextmanager
     def _call(self, timeout: float | None) -> Iterator[None]:
@@ -113,7 +128,7 @@ class JobStore:
         with self._call(None):
             present = {_key_pattern(index["key"]) for index in self._collection.list_indexes()}
             created: list[str] = []
-            for spec in INDEXES:
+            for spec in self.indexes:
                 keys = [(field, int(direction)) for field, direction in spec["fields"]]
                 if _key_pattern(keys) in present:
                     continue
@@ -227,10 +242,6 @@ class JobStore:
         """Remove every job (tests and development only)."""
         with self._call(None):
             self._collection.drop()
-
-
-# The model's indexes: the unique job_id and the domain-led compounds (store/model.py).
-INDEXES: tuple[dict[str, Any], ...] = tuple(Job._meta["index_specs"])
 
 
 def _key_pattern(keys: Any) -> tuple[tuple[str, Any], ...]:
