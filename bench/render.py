@@ -82,7 +82,7 @@ def main() -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
     lines = [json.dumps({**j, "domain_id": DOMAIN}) for j in seed_jobs(ROWS, now)]
     store = EmbeddedJobStore(get_db("default")["job"], "bench")
-    store.insert([doc for _, doc in parse_lines(lines, "bench", now)])
+    store.insert([doc for _, doc in parse_lines(lines, "bench", now).jobs])
 
     def ours_fetch() -> list[dict[str, Any]]:
         return store.find(

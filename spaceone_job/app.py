@@ -131,14 +131,14 @@ class App:
             JobServicer(self.service, authenticator, self.gate),
             JobTaskServicer(self.task_service, authenticator, self.gate),
         )
-        self.seeded = 0
+        self.seeded = (0, 0)
         self.sweeper = Sweeper(self.lifecycle, settings.timeout_s, settings.sweep_interval_s)
         self.served: Served | None = None
         self.monitor: HealthMonitor | None = None
         self.metrics: WSGIServer | None = None
 
-    def prepare_store(self) -> int:
-        """Create indexes and load the seed file; how many jobs were seeded."""
+    def prepare_store(self) -> tuple[int, int]:
+        """Create indexes and load the seed file; how many jobs and tasks were seeded."""
         if not self.settings.create_indexes:
             LOG.info("index creation off (--create-indexes false)")
         elif self.store.ping(self.settings.db_timeout_ms / 1000):
@@ -149,7 +149,7 @@ class App:
         else:
             LOG.warning("database unreachable at start; indexes will not be created now")
         if self.settings.seed:
-            self.seeded = seed.load(self.store, Path(self.settings.seed), self.clock())
+            self.seeded = seed.load(self.store, self.tasks, Path(self.settings.seed), self.clock())
         return self.seeded
 
     def bind(self) -> int:
@@ -191,14 +191,14 @@ class App:
             self.metrics = observe.serve_metrics(host, self.settings.metrics_port)
             LOG.info("Prometheus metrics on http://%s:%d/metrics", *self.metrics.server_address[:2])
         LOG.info(
-            "spaceone-job %s listening on %s:%d (%s); store: %s, %d job(s) seeded;"
+            "spaceone-job %s listening on %s:%d (%s); store: %s, %d job(s) and %d task(s) seeded;"
             " protobuf backend: %s; auth: %s",
             version(),
             self.settings.host,
             self.served.port,
             transport_of(self.settings),
             self.store.description,
-            self.seeded,
+            *self.seeded,
             api_implementation.Type(),
             f"development keys in {self.settings.state_path}"
             if self.keys.dev_private_key

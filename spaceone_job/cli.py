@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from spaceone_job import auth, config, observe
-from spaceone_job.app import JOB_SERVICE, App, version
+from spaceone_job.app import JOB_SERVICE, JOB_TASK_SERVICE, App, version
 from spaceone_job.config import Settings
 from spaceone_job.errors import ServiceError
 from spaceone_job.seed import SeedError
@@ -154,6 +154,7 @@ def _banner(app: App, port: int) -> str:
         body = shlex.quote(json.dumps({"job_id": sample["job_id"]}))
         lines += [
             f"  {call} -d {body} {address} {JOB_SERVICE}/get",
+            f"  {call} -d {body} {address} {JOB_TASK_SERVICE}/list",
             f"  {call} -d {body} {address} {JOB_SERVICE}/cancel",
         ]
     if app.settings.tls_client_ca:

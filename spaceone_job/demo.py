@@ -104,9 +104,64 @@ def _job(
         code, message = rng.choice(ERRORS)
         job["error_code"] = code
         job["error_message"] = message.format(ds=data_source_id)
-    if status == "CANCELED":
-        job["remained_tasks"] = rng.randint(0, tasks)
+        if code == "ERROR_DUPLICATE_JOB":  # found before any task was made
+            job["total_tasks"] = 0
     return job
+
+
+def _task_statuses(rng: random.Random, job: dict[str, Any]) -> list[str]:
+    """Task statuses that agree with the job's status and counts."""
+    total, remained = job["total_tasks"], job["remained_tasks"]
+    done = ["SUCCESS"] * (total - remained)
+    if job["status"] == "IN_PROGRESS":
+        return done + ["IN_PROGRESS"] + ["PENDING"] * (remained - 1)
+    if job.get("error_code") == "ERROR_JOB_TASK":
+        return ["FAILURE"] + ["CANCELED"] * (total - 1)
+    if job["status"] in ("CANCELED", "TIMEOUT") and total:
+        cut = rng.randint(0, total - 1)
+        return ["SUCCESS"] * cut + ["CANCELED"] * (total - cut)
+    return done
+
+
+def tasks(rng: random.Random, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tasks of a demo job: one per secret or account, each over the job's latest month."""
+    created = datetime.fromisoformat(job["created_at"].removesuffix("Z"))
+    out = []
+    for i, status in enumerate(_task_statuses(rng, job)):
+        task: dict[str, Any] = {
+            "job_task_id": f"job-task-{rng.getrandbits(48):012x}",
+            "job_id": job["job_id"],
+            "status": status,
+            "options": {"part": i, "start": job["changed"][-1]["start"]},
+            "changed": job["changed"][-1],
+            "resource_group": job["resource_group"],
+            "domain_id": job["domain_id"],
+            "workspace_id": job["workspace_id"],
+            "data_source_id": job["data_source_id"],
+            "created_at": job["created_at"],
+            "updated_at": job["updated_at"],
+        }
+        if status != "PENDING":
+            task["started_at"] = timestamp(created + timedelta(seconds=rng.randint(1, 30)))
+        if status in ("SUCCESS", "FAILURE", "IN_PROGRESS"):
+            task["created_count"] = rng.randint(50, 5000)
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            task["finished_at"] = job.get("finished_at", job["updated_at"])
+        if status == "FAILURE":
+            task["error_code"] = "ERROR_PLUGIN_FAILURE"
+            task["error_message"] = "The plugin timed out collecting cost data."
+        out.append(task)
+    job["remained_tasks"] = sum(t["status"] in ("PENDING", "IN_PROGRESS") for t in out)
+    return out
+
+
+def lines(now: datetime, seed: int = 20221117) -> Iterator[dict[str, Any]]:
+    """The demo seed lines, oldest job first, each followed by its tasks."""
+    rng = random.Random(seed + 1)
+    for job in jobs(now, seed):
+        job_tasks = tasks(rng, job)
+        yield job
+        yield from job_tasks
 
 
 def jobs(now: datetime, seed: int = 20221117) -> Iterator[dict[str, Any]]:
@@ -130,9 +185,9 @@ def main() -> None:
     args.add_argument("--out", type=Path, required=True, help="seed file to write")
     out: Path = args.parse_args().out
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as lines:
-        for job in jobs(utcnow()):
-            lines.write(json.dumps(job, sort_keys=True) + "\n")
+    with out.open("w", encoding="utf-8") as out_lines:
+        for line in lines(utcnow()):
+            out_lines.write(json.dumps(line, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,60 @@
-"""``--seed FILE``: JSON Lines of jobs in ``JobInfo``'s JSON form -> one all-or-nothing insert.
+"""``--seed FILE``: JSON Lines of jobs and job tasks -> all-or-nothing inserts.
 
-Each line is checked against the ``JobInfo`` message (field names, enum names, types) and the
-model (required ``domain_id`` and ``data_source_id``, lengths, choices); timestamps are ISO 8601.
-The first bad line stops the load with its line number, before anything is written.
+A line is a job in ``JobInfo``'s JSON form, or (when it has ``job_task_id``) a task in
+``JobTaskInfo``'s; field names are the proto names (snake_case), enums by name, timestamps ISO
+8601. Each is checked against its message and its model (required ``domain_id``,
+``data_source_id``, and for a task ``job_id``; lengths, choices). A task's job must be in the
+same file or already stored, in the same domain, workspace and data source. The first bad line
+stops the load with its line number, before anything is written.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format
-from spaceone.api.cost_analysis.v1 import job_pb2
+from google.protobuf import json_format, message
+from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 
 from spaceone_job.query.schema import parse_datetime
-from spaceone_job.store.model import InvalidJob, new_document
+from spaceone_job.store.model import InvalidJob, Job, JobTask, Model, new_document
 from spaceone_job.store.store import Document, JobStore
 
-_TIMES = ("created_at", "updated_at", "finished_at")
-# A line's fields are JobInfo's proto field names (snake_case), as upstream's clients send them.
-FIELDS: tuple[str, ...] = tuple(f.name for f in job_pb2.JobInfo.DESCRIPTOR.fields)
+# What a task shares with its job, and must agree on.
+INHERITED = ("domain_id", "workspace_id", "data_source_id")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of line: its message, model, required fields and timestamps."""
+
+    message: type[message.Message]
+    model: Model
+    required: tuple[str, ...]
+    times: tuple[str, ...]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The proto field names a line of this kind may hold."""
+        return tuple(f.name for f in self.message.DESCRIPTOR.fields)
+
+
+JOB = Kind(
+    job_pb2.JobInfo,
+    Job,
+    ("domain_id", "data_source_id"),
+    ("created_at", "updated_at", "finished_at"),
+)
+TASK = Kind(
+    job_task_pb2.JobTaskInfo,
+    JobTask,
+    ("domain_id", "data_source_id", "job_id"),
+    ("created_at", "started_at", "updated_at", "finished_at"),
+)
 
 
 class SeedError(ValueError):
@@ -32,18 +64,21 @@ class SeedError(ValueError):
         super().__init__(f"{path}:{line}: {reason}")
 
 
-def _document(raw: Any, now: datetime) -> Document:
+def _document(raw: Any, now: datetime) -> tuple[Kind, Document]:
     if not isinstance(raw, dict):
         raise ValueError("a line is one JSON object")
-    unknown = sorted(set(raw) - set(FIELDS))
+    kind = TASK if "job_task_id" in raw else JOB
+    unknown = sorted(set(raw) - set(kind.fields))
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}; a line holds {', '.join(FIELDS)}")
-    json_format.ParseDict(raw, job_pb2.JobInfo())
+        raise ValueError(
+            f"unknown field(s) {', '.join(unknown)}; a line holds {', '.join(kind.fields)}"
+        )
+    json_format.ParseDict(raw, kind.message())
     data = {key: value for key, value in raw.items() if value not in ("", None)}
-    for name in ("domain_id", "data_source_id"):
+    for name in kind.required:
         if name not in data:
             raise ValueError(f"{name} is required")
-    for name in _TIMES:
+    for name in kind.times:
         if name in data:
             try:
                 data[name] = parse_datetime(data[name])
@@ -56,12 +91,20 @@ def _document(raw: Any, now: datetime) -> Document:
     data.setdefault("updated_at", data["created_at"])
     if data.get("resource_group") == "RESOURCE_GROUP_NONE":
         del data["resource_group"]
-    return new_document(data)
+    return kind, new_document(data, kind.model)
 
 
-def parse_lines(lines: Iterable[str], path: str, now: datetime) -> list[tuple[int, Document]]:
-    """Each job of a seed file with its line number; :class:`SeedError` for the first bad line."""
-    documents: list[tuple[int, Document]] = []
+@dataclass
+class Parsed:
+    """A seed file's jobs and tasks, each with its line number."""
+
+    jobs: list[tuple[int, Document]] = field(default_factory=list)
+    tasks: list[tuple[int, Document]] = field(default_factory=list)
+
+
+def parse_lines(lines: Iterable[str], path: str, now: datetime) -> Parsed:
+    """Each job and task of a seed file; :class:`SeedError` for the first bad line."""
+    parsed = Parsed()
     seen: dict[str, int] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -73,24 +116,50 @@ def parse_lines(lines: Iterable[str], path: str, now: datetime) -> list[tuple[in
                 path, number, f"not valid JSON: {exc.msg} at column {exc.colno}"
             ) from exc
         try:
-            doc = _document(raw, now)
+            kind, doc = _document(raw, now)
         except (ValueError, json_format.ParseError, InvalidJob) as exc:
             raise SeedError(path, number, str(exc)) from exc
-        first = seen.setdefault(doc["job_id"], number)
+        key = doc["job_task_id"] if kind is TASK else doc["job_id"]
+        first = seen.setdefault(key, number)
         if first != number:
-            raise SeedError(path, number, f"job_id {doc['job_id']} repeats line {first}")
-        documents.append((number, doc))
-    return documents
+            raise SeedError(path, number, f"{key} repeats line {first}")
+        (parsed.tasks if kind is TASK else parsed.jobs).append((number, doc))
+    return parsed
 
 
-def load(store: JobStore, path: Path, now: datetime) -> int:
-    """Load a seed file into ``store``; how many jobs. Nothing is written if any line is bad."""
-    with path.open(encoding="utf-8") as lines:
-        documents = parse_lines(lines, str(path), now)
-    lines_by_id = {doc["job_id"]: number for number, doc in documents}
-    clash = store.find_one({"job_id": {"$in": list(lines_by_id)}}, {"job_id": 1})
+def _check_tasks(parsed: Parsed, jobs: JobStore, path: str) -> None:
+    """Every task's job is in the file or stored, and agrees on domain, workspace and source."""
+    in_file = {doc["job_id"]: doc for _, doc in parsed.jobs}
+    for number, task in parsed.tasks:
+        job: Mapping[str, Any] | None = in_file.get(task["job_id"]) or jobs.find_one(
+            {"job_id": task["job_id"]}
+        )
+        if job is None:
+            raise SeedError(path, number, f"its job {task['job_id']} is neither here nor stored")
+        for name in INHERITED:
+            if job.get(name) != task.get(name):
+                raise SeedError(
+                    path, number, f"{name} {task.get(name)!r} is not its job's ({job.get(name)!r})"
+                )
+
+
+def _refuse_stored(store: JobStore, lines: list[tuple[int, Document]], path: str) -> None:
+    numbers = {doc[store.key]: number for number, doc in lines}
+    if not numbers:
+        return
+    clash = store.find_one({store.key: {"$in": list(numbers)}}, {store.key: 1})
     if clash is not None:
-        number = lines_by_id[clash["job_id"]]
-        raise SeedError(str(path), number, f"job_id {clash['job_id']} is already stored")
-    store.insert([doc for _, doc in documents])
-    return len(documents)
+        key = clash[store.key]
+        raise SeedError(path, numbers[key], f"{store.key} {key} is already stored")
+
+
+def load(jobs: JobStore, tasks: JobStore, path: Path, now: datetime) -> tuple[int, int]:
+    """Load a seed file; how many jobs and tasks. Nothing is written if any line is bad."""
+    with path.open(encoding="utf-8") as lines:
+        parsed = parse_lines(lines, str(path), now)
+    _check_tasks(parsed, jobs, str(path))
+    _refuse_stored(jobs, parsed.jobs, str(path))
+    _refuse_stored(tasks, parsed.tasks, str(path))
+    jobs.insert([doc for _, doc in parsed.jobs])
+    tasks.insert([doc for _, doc in parsed.tasks])
+    return len(parsed.jobs), len(parsed.tasks)

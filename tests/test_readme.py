@@ -78,13 +78,17 @@ def test_the_tls_recipe_works_as_written(repo: Path, tmp_path: Path, serve: Serv
     assert "spaceone.api.cost_analysis.v1.Job" in called.stdout
 
 
-def test_the_seed_example_loads(repo: Path, tmp_path: Path, store: JobStore) -> None:
-    example = next(b for b in code_blocks(section(repo, "Seed files")) if b.startswith("{"))
+def test_the_seed_example_loads(
+    repo: Path, tmp_path: Path, store: JobStore, tasks: JobStore
+) -> None:
+    job, task = (b for b in code_blocks(section(repo, "Seed files")) if b.startswith("{"))
     path = tmp_path / "seed.jsonl"
-    path.write_text(example)
-    assert seed.load(store, path, NOW) == 1
-    stored = store.find_one({"job_id": json.loads(example)["job_id"]})
+    path.write_text(job + task)
+    assert seed.load(store, tasks, path, NOW) == (1, 1)
+    stored = store.find_one({"job_id": json.loads(job)["job_id"]})
     assert stored is not None and stored["status"] == "SUCCESS"
+    stored_task = tasks.find_one({"job_task_id": json.loads(task)["job_task_id"]})
+    assert stored_task is not None and stored_task["created_count"] == 1520
 
 
 def test_seeded_jobs_older_than_the_timeout_are_timed_out_at_start(

@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 
-from spaceone_job.app import JOB_SERVICE
+from spaceone_job.app import JOB_SERVICE, JOB_TASK_SERVICE
 
 from .conftest import Live, Serve, Token
 
@@ -29,7 +29,7 @@ def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([GRPCURL, *args], capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.parametrize("service", ["", JOB_SERVICE])
+@pytest.mark.parametrize("service", ["", JOB_SERVICE, JOB_TASK_SERVICE])
 def test_health_answers_serving(live: Live, service: str) -> None:
     health = health_pb2_grpc.HealthStub(live.channel)
     answer = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -105,7 +105,7 @@ def test_banner_commands_work_as_printed(
     assignment = token_line(banner)
     assert sum(assignment.split("=", 1)[1] in line for line in banner) == 1, "printed once"
     commands = [line.strip() for line in banner if "grpcurl" in line]
-    assert len(commands) == 5
+    assert len(commands) == 6
     outputs = []
     for command in commands:
         # As a person pastes them: the TOKEN line first, then the command, in a shell.
@@ -120,8 +120,12 @@ def test_banner_commands_work_as_printed(
         outputs.append(done.stdout)
     assert JOB_SERVICE in outputs[0]
     assert len(json.loads(outputs[2])["results"]) == 3
-    assert json.loads(outputs[3])["status"] == "IN_PROGRESS"
-    assert json.loads(outputs[4])["status"] == "CANCELED"
+    job = json.loads(outputs[3])
+    assert job["status"] == "IN_PROGRESS"
+    tasks = json.loads(outputs[4])
+    assert tasks["total_count"] == job["total_tasks"] >= 1
+    assert {t["job_id"] for t in tasks["results"]} == {job["job_id"]}
+    assert json.loads(outputs[5])["status"] == "CANCELED"
 
 
 def token_line(banner: list[str]) -> str:
