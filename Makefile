@@ -12,7 +12,11 @@ DEMO := $(CACHE)/demo-jobs.jsonl
 # spaceone-api's wheel, read (never installed) by the wire test: fetched here, not by the tests.
 REFERENCE := $(CACHE)/spaceone-api/.fetched
 
-.PHONY: install proto run test lint fuzz bench clean
+# A descriptor set of every service with its imports: grpcurl -protoset, buf, other tools.
+PROTOSET ?= $(CACHE)/spaceone-job.protoset
+GOOGLEAPIS = $$($(PY) -c 'import google.api.annotations_pb2 as m, pathlib; print(pathlib.Path(m.__file__).parents[2])')
+
+.PHONY: install proto protoset run test lint fuzz bench clean
 
 install: $(STAMP)
 
@@ -29,9 +33,13 @@ $(REFERENCE): $(STAMP)
 # googleapis-common-protos ships google/api/annotations.proto; grpc_tools adds google/protobuf/*.
 proto: $(STAMP)
 	mkdir -p $(PROTO_OUT)
-	$(PY) -m grpc_tools.protoc -Iproto \
-	  -I$$($(PY) -c 'import google.api.annotations_pb2 as m, pathlib; print(pathlib.Path(m.__file__).parents[2])') \
+	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLEAPIS) \
 	  --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) $(PROTOS)
+
+protoset: $(STAMP)
+	mkdir -p $(dir $(PROTOSET))
+	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLEAPIS) --include_imports --include_source_info \
+	  --descriptor_set_out=$(PROTOSET) $(PROTOS)
 
 # The demo jobs are laid back from now, so the running ones are recent (see spaceone_job/demo.py).
 run: $(STAMP)
@@ -50,10 +58,19 @@ fuzz: $(STAMP) $(REFERENCE)
 bench: $(STAMP)
 	$(PY) bench/run.py $(if $(RECORD),--record)
 
-lint: $(STAMP)
+LINT_STAMP := $(VENV)/.lint-stamp
+$(LINT_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,lint]'
+	touch $(LINT_STAMP)
+
+lint: $(LINT_STAMP) protoset
 	$(VENV)/bin/ruff check spaceone_job tests bench
 	$(VENV)/bin/ruff format --check spaceone_job tests bench
 	$(VENV)/bin/mypy spaceone_job tests bench
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+	$(VENV)/bin/buf lint $(PROTOSET)#format=binpb --config buf.yaml --path spaceone
 
 clean:
 	rm -rf $(VENV) $(CACHE) .spaceone-job build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

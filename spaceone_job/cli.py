@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -16,6 +17,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from spaceone_job import auth, config, observe
 from spaceone_job.app import JOB_SERVICE, JOB_TASK_SERVICE, App, version
@@ -83,6 +87,22 @@ def _token_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
 
 
+def _health_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    health = commands.add_parser(
+        "health",
+        help="check a server's health: exit 0 only when it answers SERVING",
+        description="Call grpc.health.v1.Health/Check, as a container HEALTHCHECK does.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    port = os.environ.get(config.env_name("port"), str(Settings.port))
+    health.add_argument("--address", default=f"127.0.0.1:{port}", help="host:port to check")
+    health.add_argument("--service", default="", help="service name; empty = the whole server")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait")
+    health.add_argument("--cacert", help="PEM CA to verify a TLS server with; unset = plaintext")
+    health.add_argument("--cert", help="PEM client certificate (mTLS, with --key)")
+    health.add_argument("--key", help="PEM key of --cert")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     top = argparse.ArgumentParser(
@@ -92,6 +112,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
     _serve_parser(commands)
     _token_parser(commands)
+    _health_parser(commands)
     return top
 
 
@@ -219,6 +240,36 @@ def _token(args: argparse.Namespace) -> str:
     )
 
 
+def _channel(args: argparse.Namespace) -> grpc.Channel:
+    if not args.cacert:
+        return grpc.insecure_channel(args.address)
+    try:
+        read = {
+            name: Path(getattr(args, name)).read_bytes() if getattr(args, name) else None
+            for name in ("cacert", "cert", "key")
+        }
+    except OSError as exc:
+        raise config.SettingError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    credentials = grpc.ssl_channel_credentials(read["cacert"], read["key"], read["cert"])
+    return grpc.secure_channel(args.address, credentials)
+
+
+def _health(args: argparse.Namespace) -> int:
+    """0 when the server answers SERVING; 1 (and one line) otherwise."""
+    with _channel(args) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            answer = stub.Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as error:
+            print(f"spaceone-job: health: {error.code().name} from {args.address}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    print(status)
+    return 0 if answer.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spaceone-job`` command."""
     args = parser().parse_args(argv)
@@ -226,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "token":
             print(_token(args))
             return 0
+        if args.command == "health":
+            return _health(args)
         flags = {f.name: getattr(args, f.name) for f in config.setting_fields()}
         return serve(config.from_sources(flags))
     except config.SettingError as exc:

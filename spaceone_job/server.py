@@ -27,6 +27,9 @@ Register = Callable[[grpc.Server], None]
 REFUSING_THREADS = 8
 # Reflection v1 has v1alpha's messages under a new service name; newer tools ask v1 first.
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+# A health name for liveness probes: SERVING while the process serves, whatever the database
+# does (readiness probes use "" or a service name, NOT_SERVING while the database is down).
+LIVENESS = "spaceone-job.liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -44,6 +47,7 @@ class Served:
         """Start serving on the bound port, every service SERVING."""
         self.server.start()
         self.set_serving(True)
+        self.health.set(LIVENESS, SERVING)
 
     def set_serving(self, serving: bool) -> None:
         """Report every service (and the server, ``""``) as SERVING or NOT_SERVING."""
@@ -54,6 +58,7 @@ class Served:
     def stop(self, grace_s: float) -> None:
         """NOT_SERVING, then close the port; calls still running after ``grace_s`` end."""
         self.set_serving(False)
+        self.health.set(LIVENESS, NOT_SERVING)
         self.server.stop(grace_s).wait()
 
 

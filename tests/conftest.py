@@ -386,3 +386,18 @@ def write_pem(
         )
     )
     return cert_path, key_path
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> dict[str, Path]:
+    """A CA, and a server and a client certificate (for localhost) it signed."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("test-ca", ca_key, None, ca=True)
+    files: dict[str, Path] = {}
+    files["ca"], _ = write_pem(tmp_path, "ca", ca, ca_key)
+    for name in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        files[name], files[f"{name}_key"] = write_pem(
+            tmp_path, name, certificate("localhost", key, (ca, ca_key)), key
+        )
+    return files

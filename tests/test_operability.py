@@ -17,7 +17,6 @@ from typing import Any
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from pymongo.errors import AutoReconnect, ExecutionTimeout, NetworkTimeout
@@ -28,7 +27,7 @@ from spaceone_job.app import JOB_SERVICE, App
 from spaceone_job.config import Settings
 from spaceone_job.store.store import JobStore, connect
 
-from .conftest import Live, Serve, Token, certificate, together, write_pem
+from .conftest import Live, Serve, Token, together
 
 CLOSED_PORT_URI = "mongodb://127.0.0.1:9/?directConnection=true"
 
@@ -189,20 +188,6 @@ def test_prometheus_metrics_count_calls(serve: Serve, token: Token) -> None:
     assert 'spaceone_job_calls_total{code="OK",method="list"}' in text
     assert 'spaceone_job_calls_total{code="NOT_FOUND",method="get"}' in text
     assert "spaceone_job_call_seconds_bucket" in text and "spaceone_job_calls_in_flight" in text
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> dict[str, Path]:
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = certificate("test-ca", ca_key, None, ca=True)
-    files: dict[str, Path] = {}
-    files["ca"], _ = write_pem(tmp_path, "ca", ca, ca_key)
-    for name in ("server", "client"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        files[name], files[f"{name}_key"] = write_pem(
-            tmp_path, name, certificate("localhost", key, (ca, ca_key)), key
-        )
-    return files
 
 
 def _secure_list(port: int, token: str, pki: dict[str, Path], client_cert: bool) -> grpc.StatusCode:

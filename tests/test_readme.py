@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -118,3 +119,16 @@ def test_seeded_jobs_older_than_the_timeout_are_timed_out_at_start(
         pytest.fail("the seeded job was not timed out at start")
     finally:
         app.stop(0)
+
+
+def test_the_python_client_recipe_works_as_written(repo: Path, tmp_path: Path) -> None:
+    (recipe,) = code_blocks(section(repo, "Generating clients"))
+    commands = [line for line in recipe.strip().splitlines() if not line.startswith("pip ")]
+    script = "\n".join(commands).replace("python ", f"{sys.executable} ")
+    shutil.copytree(repo / "proto", tmp_path / "proto")
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    generated = tmp_path / "gen" / "spaceone" / "api" / "cost_analysis" / "v1"
+    assert {"job_pb2.py", "job_task_pb2_grpc.py", "job_pb2.pyi"} <= {
+        p.name for p in generated.iterdir()
+    }

@@ -1,0 +1,128 @@
+"""The deployment files agree with the service: every variable is a setting, every flag exists,
+the probes ask the right health names, the grace periods nest; `spaceone-job health` works."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from grpc_health.v1 import health_pb2
+
+from spaceone_job import config, server
+from spaceone_job.store.store import JobStore
+
+from .conftest import TEST_MONGODB_URI, Live, Serve
+
+CLI = str(Path(sys.executable).parent / "spaceone-job")
+SETTINGS = {config.env_name(f.name) for f in config.setting_fields()}
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def variables_of(text: str) -> set[str]:
+    return set(re.findall(r"\bSPACEONE_JOB_[A-Z_]+\b", text))
+
+
+def serve_flags() -> set[str]:
+    done = subprocess.run([CLI, "serve", "--help"], capture_output=True, text=True, check=True)
+    return set(re.findall(r"--[a-z][a-z-]+", done.stdout))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "Dockerfile",
+        "deploy/compose.yaml",
+        "deploy/k8s/configmap.yaml",
+        "deploy/k8s/deployment.yaml",
+    ],
+)
+def test_every_variable_in_the_deployment_files_is_a_setting(repo: Path, path: str) -> None:
+    used = variables_of((repo / path).read_text())
+    assert used, f"{path} sets no SPACEONE_JOB_* variable"
+    assert used <= SETTINGS, f"not settings: {sorted(used - SETTINGS)}"
+
+
+def test_every_flag_the_readme_and_manifests_use_exists(repo: Path) -> None:
+    flags = serve_flags()
+    deployment = documents(repo / "deploy/k8s/deployment.yaml")[0]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == "serve"
+    used = {a for a in container["args"][1:] if a.startswith("--")}
+    used |= set(re.findall(r"serve ((?:--[a-z-]+ \S+ ?)+)", (repo / "README.md").read_text()))
+    named = {flag for text in used for flag in re.findall(r"--[a-z][a-z-]+", text)}
+    assert named <= flags, sorted(named - flags)
+
+
+def test_the_kubernetes_probes_and_grace_periods_fit_the_service(repo: Path) -> None:
+    settings = documents(repo / "deploy/k8s/configmap.yaml")[0]["data"]
+    spec = documents(repo / "deploy/k8s/deployment.yaml")[0]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert spec["terminationGracePeriodSeconds"] > float(settings["SPACEONE_JOB_GRACE_S"])
+    assert container["readinessProbe"]["grpc"] == {"port": 50051}
+    assert container["livenessProbe"]["grpc"] == {"port": 50051, "service": server.LIVENESS}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    ports = {p["containerPort"] for p in container["ports"]}
+    assert ports == {50051, int(settings["SPACEONE_JOB_METRICS_PORT"])}
+
+
+def test_compose_runs_mongodb_as_a_replica_set_beside_the_service(repo: Path) -> None:
+    compose = documents(repo / "deploy/compose.yaml")[0]["services"]
+    assert "--replSet" in compose["mongodb"]["command"]
+    service = compose["spaceone-job"]
+    uri = service["environment"]["SPACEONE_JOB_MONGODB_URI"]
+    assert uri.startswith("mongodb://mongodb:27017") and "replicaSet=" in uri
+    grace = float(service["environment"]["SPACEONE_JOB_GRACE_S"])
+    assert float(service["stop_grace_period"].removesuffix("s")) > grace
+
+
+def test_the_image_exposes_the_ports_and_checks_health(repo: Path) -> None:
+    dockerfile = (repo / "Dockerfile").read_text()
+    assert re.search(r"^EXPOSE 50051 9090$", dockerfile, flags=re.M)
+    assert 'CMD ["spaceone-job", "health"]' in dockerfile
+    assert re.search(r"^USER 10001$", dockerfile, flags=re.M)
+
+
+def health(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, "health", *args], capture_output=True, text=True, timeout=30)
+
+
+def test_the_health_command_exits_0_only_when_serving(live: Live) -> None:
+    serving = health("--address", f"127.0.0.1:{live.port}")
+    assert (serving.returncode, serving.stdout.strip()) == (0, "SERVING")
+    assert live.app.served is not None
+    live.app.served.set_serving(False)
+    assert health("--address", f"127.0.0.1:{live.port}").returncode == 1
+    alive = health("--address", f"127.0.0.1:{live.port}", "--service", server.LIVENESS)
+    assert alive.returncode == 0, "liveness does not follow the database"
+    gone = health("--address", "127.0.0.1:9", "--timeout", "1")
+    assert gone.returncode == 1 and "UNAVAILABLE" in gone.stderr
+
+
+def test_the_health_command_speaks_tls(serve: Serve, pki: dict[str, Path]) -> None:
+    live = serve(host="localhost", tls_cert=str(pki["server"]), tls_key=str(pki["server_key"]))
+    done = health("--address", f"localhost:{live.port}", "--cacert", str(pki["ca"]))
+    assert done.returncode == 0, done.stderr
+
+
+def test_liveness_is_not_serving_once_stopped(live: Live) -> None:
+    assert live.app.served is not None
+    live.app.stop(0)
+    status = live.app.served.health.Check(
+        health_pb2.HealthCheckRequest(service=server.LIVENESS), None
+    ).status
+    assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_the_test_database_variable_routes_every_store(store: JobStore, tasks: JobStore) -> None:
+    # With SPACEONE_JOB_TEST_MONGODB_URI set, every store test runs on that MongoDB.
+    assert store.embedded is (TEST_MONGODB_URI == "")
+    assert tasks.embedded is store.embedded
