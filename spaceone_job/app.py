@@ -20,6 +20,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2, j
 from spaceone_job import auth, observe, seed, server
 from spaceone_job.api.servicer import Gate, JobServicer, JobTaskServicer
 from spaceone_job.config import SettingError, Settings, flag
+from spaceone_job.identity import Identity, channel_to
 from spaceone_job.lifecycle import Lifecycle, Sweeper
 from spaceone_job.query.filters import Limits
 from spaceone_job.server import Served
@@ -50,8 +51,29 @@ class Keys:
     dev_private_key: Path | None
 
 
+def system_token(settings: Settings) -> str:
+    """The service's own SYSTEM_TOKEN: the setting, or the file it names with ``@``."""
+    value = settings.system_token.strip()
+    if not value.startswith("@"):
+        return value
+    try:
+        return Path(value[1:]).read_text().strip()
+    except OSError as exc:
+        raise SettingError(
+            f"{flag('system_token')}: cannot read {value[1:]}: {exc.strerror}"
+        ) from exc
+
+
 def load_keys(settings: Settings) -> Keys:
-    """The JWKS file when configured; otherwise the development key pair in the state folder."""
+    """Identity's keys per domain, the JWKS file, or else the development key pair in the
+    state folder."""
+    if settings.identity_endpoint:
+        identity = Identity(
+            channel_to(settings.identity_endpoint),
+            system_token(settings),
+            settings.identity_key_ttl_s,
+        )
+        return Keys(auth.Authenticator(auth.DomainKeys(identity), identity=identity), None)
     if settings.jwks:
         try:
             return Keys(auth.Authenticator.from_jwks_file(Path(settings.jwks)), None)
@@ -64,6 +86,21 @@ def load_keys(settings: Settings) -> Keys:
         f" `spaceone-job token --state-dir {settings.state_path} --domain-id D`"
     )
     return Keys(authenticator, dev.private_key)
+
+
+class JwksReloader(threading.Thread):
+    """Reads the JWKS file again every ``interval_s`` (key rotation without a restart)."""
+
+    def __init__(self, keys: auth.JwksKeys, interval_s: float) -> None:
+        super().__init__(name="jwks-reloader", daemon=True)
+        self.keys = keys
+        self.interval_s = interval_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        """Wait, reload, repeat until stopped."""
+        while not self.stopped.wait(self.interval_s):
+            self.keys.reload()
 
 
 class HealthMonitor(threading.Thread):
@@ -136,6 +173,7 @@ class App:
         self.served: Served | None = None
         self.monitor: HealthMonitor | None = None
         self.metrics: WSGIServer | None = None
+        self.reloader: JwksReloader | None = None
 
     def prepare_store(self) -> tuple[int, int]:
         """Create indexes and load the seed file; how many jobs and tasks were seeded."""
@@ -177,6 +215,10 @@ class App:
             self.settings.db_timeout_ms / 1000,
         )
         self.monitor.start()
+        source = self.keys.authenticator.source
+        if isinstance(source, auth.JwksKeys) and self.settings.jwks and self.settings.jwks_reload_s:
+            self.reloader = JwksReloader(source, self.settings.jwks_reload_s)
+            self.reloader.start()
         if self.settings.timeout_s > 0:
             self.sweeper.start()
         else:
@@ -200,11 +242,22 @@ class App:
             self.store.description,
             *self.seeded,
             api_implementation.Type(),
-            f"development keys in {self.settings.state_path}"
-            if self.keys.dev_private_key
-            else f"JWKS {self.settings.jwks}",
+            self._auth_source(),
         )
         return self.served.port
+
+    def _auth_source(self) -> str:
+        if self.settings.identity_endpoint:
+            return f"each domain's key from identity at {self.settings.identity_endpoint}"
+        if self.settings.jwks:
+            return f"JWKS {self.settings.jwks}"
+        return f"development keys in {self.settings.state_path}"
+
+    def reload_keys(self) -> None:
+        """Read the JWKS file again (SIGHUP); other key sources need no reload."""
+        source = self.keys.authenticator.source
+        if isinstance(source, auth.JwksKeys):
+            source.reload()
 
     @property
     def metrics_port(self) -> int | None:
@@ -220,6 +273,8 @@ class App:
         """
         grace = self.settings.grace_s if grace_s is None else grace_s
         self.sweeper.stop()
+        if self.reloader is not None:
+            self.reloader.stopped.set()
         if self.monitor is not None:
             self.monitor.stop()
         if self.served is not None:

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from spaceone_job.errors import ServiceError
+from spaceone_job.identity import Identity, UnknownToIdentity
 
 LOG = logging.getLogger(__name__)
 
@@ -45,6 +46,27 @@ DEV_JWKS = "dev-jwks.json"
 
 class KeysError(ValueError):
     """A key source (JWKS file) that cannot be used."""
+
+
+class UnknownKey(Exception):
+    """No key of the source matches the token."""
+
+
+def _decoded(token: str, key: jwt.PyJWK) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key=key.key,
+        # The key decides the algorithm; the token's header cannot choose another.
+        algorithms=[key.algorithm_name],
+        # exp and nbf are checked on every call, by _check_times, against our clock.
+        options={
+            "verify_aud": False,
+            "verify_iss": False,
+            "verify_exp": False,
+            "verify_nbf": False,
+        },
+    )
+    return claims
 
 
 @dataclass(frozen=True)
@@ -109,20 +131,144 @@ def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | Non
     return float(value)
 
 
+def _header(token: str) -> dict[str, Any]:
+    try:
+        header: dict[str, Any] = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise _denied("the token could not be decoded") from exc
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise _denied("the token's kid is not text")
+    return header
+
+
+def _read_jwks(path: Path) -> dict[str | None, jwt.PyJWK]:
+    """The keys of a JWKS (RFC 7517) file by kid; :class:`KeysError` says what is wrong."""
+    try:
+        document = json.loads(path.read_text())
+    except OSError as exc:
+        raise KeysError(f"cannot read {path}: {exc.strerror}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KeysError(f"{path} is not JSON") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise KeysError(f'{path} is not a JWK set: it needs {{"keys": [...]}}')
+    try:
+        return {key.key_id: key for key in jwt.PyJWKSet.from_dict(document).keys}
+    except jwt.PyJWTError as exc:
+        raise KeysError(f"{path} holds no usable public key: {exc}") from exc
+
+
+class KeySource(Protocol):
+    """Where the key that signed a token comes from."""
+
+    def key(self, token: str, header: Mapping[str, Any], timeout: float | None) -> jwt.PyJWK:
+        """The key ``token`` should be verified with."""
+
+    def rotated(
+        self, token: str, header: Mapping[str, Any], timeout: float | None
+    ) -> jwt.PyJWK | None:
+        """A newer key after a failed signature check (key rotation), or None."""
+
+
+class JwksKeys:
+    """The keys of a JWKS file, read again by :meth:`reload` (SIGHUP, ``--jwks-reload-s``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._keys = _read_jwks(path)
+
+    def reload(self) -> bool:
+        """Read the file again; on a mistake keep the keys in use (and log it)."""
+        try:
+            self._keys = _read_jwks(self.path)
+        except KeysError as exc:
+            LOG.warning("JWKS not reloaded, the keys in use stay: %s", exc)
+            return False
+        LOG.info("JWKS reloaded from %s: %d key(s)", self.path, len(self._keys))
+        return True
+
+    def key(self, token: str, header: Mapping[str, Any], timeout: float | None) -> jwt.PyJWK:
+        """The key named by the token's ``kid`` (the only key, when it names none)."""
+        keys = self._keys
+        kid = header.get("kid")
+        if kid is None and len(keys) == 1:
+            return next(iter(keys.values()))
+        key = keys.get(kid)
+        if key is None:
+            raise UnknownKey("the token was signed by an unknown key")
+        return key
+
+    def rotated(
+        self, token: str, header: Mapping[str, Any], timeout: float | None
+    ) -> jwt.PyJWK | None:
+        """A file's keys change by reload only."""
+        return None
+
+
+class DomainKeys:
+    """Each domain's key from identity, by the token's (unverified) ``did``, as upstream."""
+
+    def __init__(self, identity: Identity, clock: Callable[[], float] = time.monotonic) -> None:
+        self.identity = identity
+        self._clock = clock
+        self._refetched: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _domain(token: str) -> str:
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise _denied("the token could not be decoded") from exc
+        domain_id = claims.get("did") if isinstance(claims, dict) else None
+        if not isinstance(domain_id, str) or not domain_id:
+            raise _denied("the token has no domain (did)")
+        return domain_id
+
+    def key(self, token: str, header: Mapping[str, Any], timeout: float | None) -> jwt.PyJWK:
+        """The domain's key, cached; identity not knowing the domain is a bad token."""
+        domain_id = self._domain(token)
+        try:
+            return self.identity.public_key(domain_id, timeout)
+        except UnknownToIdentity as exc:
+            raise _denied("identity does not know the token's domain") from exc
+
+    def rotated(
+        self, token: str, header: Mapping[str, Any], timeout: float | None
+    ) -> jwt.PyJWK | None:
+        """The domain's key fetched again, at most once per TTL (a rotated key)."""
+        domain_id = self._domain(token)
+        now = self._clock()
+        with self._lock:
+            last = self._refetched.get(domain_id)
+            if last is not None and now - last < self.identity.keys.ttl_s:
+                return None
+            self._refetched[domain_id] = now
+        try:
+            return self.identity.public_key(domain_id, timeout, fresh=True)
+        except UnknownToIdentity as exc:
+            raise _denied("identity does not know the token's domain") from exc
+
+
 class Authenticator:
-    """Verifies tokens against a set of public keys.
+    """Verifies tokens against a :class:`KeySource`.
 
     A token's checked signature is remembered (up to ``CACHE_SIZE`` tokens), so a client that
     reuses its token pays for the signature check once; ``exp`` and ``nbf`` are checked on
-    every call against ``clock``.
+    every call against ``clock``. With ``identity``, an app key's permissions come from it.
     """
 
     CACHE_SIZE = 4096
 
     def __init__(
-        self, keys: jwt.PyJWKSet, clock: Callable[[], float] = time.time, hint: str = ""
+        self,
+        source: KeySource,
+        clock: Callable[[], float] = time.time,
+        hint: str = "",
+        identity: Identity | None = None,
     ) -> None:
-        self._keys = {key.key_id: key for key in keys.keys}
+        self.source = source
+        self.identity = identity
         self._clock = clock
         # Logged when a token was not signed by these keys (development: where the keys are).
         self.hint = hint
@@ -132,47 +278,20 @@ class Authenticator:
     @classmethod
     def from_jwks_file(cls, path: Path, clock: Callable[[], float] = time.time) -> Authenticator:
         """Keys from a JWKS (RFC 7517) file; :class:`KeysError` says what is wrong with it."""
-        try:
-            document = json.loads(path.read_text())
-        except OSError as exc:
-            raise KeysError(f"cannot read {path}: {exc.strerror}") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise KeysError(f"{path} is not JSON") from exc
-        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-            raise KeysError(f'{path} is not a JWK set: it needs {{"keys": [...]}}')
-        try:
-            return cls(jwt.PyJWKSet.from_dict(document), clock)
-        except jwt.PyJWTError as exc:
-            raise KeysError(f"{path} holds no usable public key: {exc}") from exc
-
-    def _key(self, token: str) -> jwt.PyJWK:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise _denied("the token could not be decoded") from exc
-        kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise _denied("the token's kid is not text")
-        if kid is None and len(self._keys) == 1:
-            return next(iter(self._keys.values()))
-        key = self._keys.get(kid)
-        if key is None:
-            self._log_hint("signed by an unknown key")
-            raise _denied("the token was signed by an unknown key")
-        return key
+        return cls(JwksKeys(path), clock)
 
     def _log_hint(self, what: str) -> None:
         if self.hint:
             LOG.warning("a token %s: %s", what, self.hint)
 
-    def verify(self, token: str) -> dict[str, Any]:
+    def verify(self, token: str, timeout: float | None = None) -> dict[str, Any]:
         """The token's claims, once its signature, ``exp`` and ``nbf`` check out."""
         with self._lock:
             claims = self._verified.get(token)
             if claims is not None:
                 self._verified.move_to_end(token)
         if claims is None:
-            claims = self._signed_claims(token)
+            claims = self._signed_claims(token, timeout)
             with self._lock:
                 self._verified[token] = claims
                 while len(self._verified) > self.CACHE_SIZE:
@@ -180,26 +299,27 @@ class Authenticator:
         self._check_times(claims)
         return claims
 
-    def _signed_claims(self, token: str) -> dict[str, Any]:
-        key = self._key(token)
+    def _signed_claims(self, token: str, timeout: float | None) -> dict[str, Any]:
+        header = _header(token)
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key=key.key,
-                # The key decides the algorithm; the token's header cannot choose another.
-                algorithms=[key.algorithm_name],
-                # exp and nbf are checked on every call, by _check_times, against our clock.
-                options={
-                    "verify_aud": False,
-                    "verify_iss": False,
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                },
-            )
+            key = self.source.key(token, header, timeout)
+        except UnknownKey as exc:
+            self._log_hint("signed by an unknown key")
+            raise _denied(str(exc)) from exc
+        try:
+            return _decoded(token, key)
+        except jwt.InvalidSignatureError:
+            newer = self.source.rotated(token, header, timeout)
+            if newer is not None:
+                try:
+                    return _decoded(token, newer)
+                except Exception as exc:  # any failure to verify is one
+                    raise _denied("the token is invalid") from exc
+            self._log_hint("failed verification")
+            raise _denied("the token is invalid") from None
         except Exception as exc:  # any failure to verify, whatever the library raised, is one
             self._log_hint("failed verification")
             raise _denied("the token is invalid") from exc
-        return claims
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = self._clock()
@@ -210,9 +330,9 @@ class Authenticator:
         if not_before is not None and now < not_before - LEEWAY_S:
             raise _denied("the token is not valid yet")
 
-    def authenticate(self, metadata: Metadata) -> Caller:
+    def authenticate(self, metadata: Metadata, timeout: float | None = None) -> Caller:
         """The caller behind the call's metadata (the raw pairs, repeated keys included)."""
-        claims = self.verify(token_from(metadata))
+        claims = self.verify(token_from(metadata), timeout)
         kind = claims.get("typ")
         if kind not in TOKEN_TYPES:
             raise _denied(f"tokens of type {str(kind)[:40]!r} are not accepted here")
@@ -229,6 +349,8 @@ class Authenticator:
         if role in (WORKSPACE_OWNER, WORKSPACE_MEMBER) and not _real_workspace(workspace_id):
             raise _denied("a workspace role needs a workspace id (wid)")
         permissions = claims.get("permissions") or []
+        if claims.get("own") == "APP" and self.identity is not None:
+            permissions = list(self._app_permissions(did, claims.get("jti"), timeout))
         if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
             raise _denied("permissions is not a list of strings")
         return Caller(
@@ -237,6 +359,17 @@ class Authenticator:
             role,
             tuple(permissions),
         )
+
+    def _app_permissions(self, did: str, jti: Any, timeout: float | None) -> tuple[str, ...]:
+        """An app key's permissions, from identity (as upstream); no jti, or an app identity
+        does not know, is a bad token."""
+        assert self.identity is not None
+        if not isinstance(jti, str) or not jti:
+            raise _denied("an app token needs its client id (jti)")
+        try:
+            return self.identity.app_permissions(did, jti, timeout)
+        except UnknownToIdentity as exc:
+            raise _denied("identity does not know the app") from exc
 
 
 def _real_workspace(workspace_id: Any) -> bool:

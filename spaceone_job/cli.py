@@ -211,6 +211,8 @@ def serve(settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP reads the JWKS file again (key rotation without a restart).
+    signal.signal(signal.SIGHUP, lambda signum, frame: app.reload_keys())
     port = app.start()
     print(_banner(app, port), flush=True)
     stop.wait()

@@ -65,6 +65,17 @@ class Settings:
     seed: str = _setting("", "JSON Lines file of jobs to load at start (all or nothing)")
     state_dir: str = _setting(default_state_dir(), "folder of the development key pair")
     jwks: str = _setting("", "JWKS file with the token-signing public keys; empty = dev keys")
+    jwks_reload_s: float = _setting(0.0, "re-read --jwks this often (0 = only on SIGHUP)")
+    identity_endpoint: str = _setting(
+        "", "identity's grpc://host:port or grpcs://host:port: verify tokens with each domain's key"
+    )
+    # Never shown: not in repr, not in the log.
+    system_token: str = field(
+        default="",
+        repr=False,
+        metadata={"doc": "this service's SYSTEM_TOKEN for identity calls, or @FILE holding it"},
+    )
+    identity_key_ttl_s: float = _setting(300.0, "how long a domain's key from identity is kept")
     timeout_s: int = _setting(
         7200, "IN_PROGRESS jobs with no update this long become TIMEOUT (0 = sweeper off)"
     )
@@ -113,6 +124,18 @@ def _tls(s: Settings) -> str | None:
     return None
 
 
+def _keys(s: Settings) -> str | None:
+    if s.identity_endpoint and s.jwks:
+        return f"{flag('identity_endpoint')} and {flag('jwks')} are two key sources: choose one"
+    if s.identity_endpoint and not s.identity_endpoint.startswith(("grpc://", "grpcs://")):
+        return f"{flag('identity_endpoint')} is grpc://host:port or grpcs://host:port"
+    if s.identity_endpoint and not s.system_token:
+        return f"{flag('identity_endpoint')} needs {flag('system_token')} to call identity with"
+    if s.jwks_reload_s < 0:
+        return f"{flag('jwks_reload_s')} is 0 (off) or more seconds; got {s.jwks_reload_s}"
+    return None
+
+
 def _positive(*names: str) -> Callable[[Settings], str | None]:
     def check(s: Settings) -> str | None:
         for name in names:
@@ -143,6 +166,7 @@ def _ranges(s: Settings) -> str | None:
 
 _CHECKS: tuple[Callable[[Settings], str | None], ...] = (
     _tls,
+    _keys,
     _choices,
     _ranges,
     _positive(
@@ -156,6 +180,7 @@ _CHECKS: tuple[Callable[[Settings], str | None], ...] = (
         "max_stat_stages",
         "max_receive_message_bytes",
         "max_concurrent_rpcs",
+        "identity_key_ttl_s",
     ),
 )
 

@@ -42,6 +42,7 @@ STATUS_BY_CODE: Mapping[str, grpc.StatusCode] = {
     # Retryable: a client's retry policy moves the call to another replica.
     "ERROR_SERVER_STOPPING": _C.UNAVAILABLE,
     "ERROR_DB_UNAVAILABLE": _C.UNAVAILABLE,
+    "ERROR_IDENTITY_UNAVAILABLE": _C.UNAVAILABLE,
     "ERROR_REQUEST_TIMEOUT": _C.DEADLINE_EXCEEDED,
     "ERROR_UNKNOWN": _C.INTERNAL,
 }

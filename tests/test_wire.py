@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
-from spaceone.api.core.v2 import query_pb2
+from spaceone.api.core.v2 import handler_pb2, query_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
+from spaceone.api.identity.v2 import app_pb2, domain_pb2
 
 REFERENCE_CACHE = ".cache/spaceone-api"
 MODULES = {
@@ -159,3 +160,48 @@ def test_buf_builds_lints_and_finds_nothing_breaking_against_upstream(
     ):
         done = subprocess.run([buf, *args], capture_output=True, text=True, cwd=tmp_path)
         assert done.returncode == 0, f"buf {args[0]}: {done.stdout}{done.stderr}"
+
+
+# Only what the service uses of identity's protos: each message and method as upstream has it.
+PARTIAL = {
+    "spaceone/api/core/v2/handler_pb2.py": (
+        handler_pb2,
+        ["AuthenticationRequest", "AuthenticationResponse"],
+        {},
+    ),
+    "spaceone/api/identity/v2/domain_pb2.py": (domain_pb2, [], {"Domain": ["get_public_key"]}),
+    "spaceone/api/identity/v2/app_pb2.py": (
+        app_pb2,
+        ["AppCheckRequest", "CheckAppInfo"],
+        {"App": ["check"]},
+    ),
+}
+
+
+@pytest.mark.parametrize("path", list(PARTIAL))
+def test_identity_messages_and_methods_are_upstreams(upstream_wheel: Path, path: str) -> None:
+    module, messages, services = PARTIAL[path]
+    with zipfile.ZipFile(upstream_wheel) as archive:
+        theirs = descriptor_pb2.FileDescriptorProto.FromString(
+            _serialized_descriptor(archive.read(path).decode())
+        )
+    ours = descriptor_pb2.FileDescriptorProto()
+    module.DESCRIPTOR.CopyToProto(ours)
+    assert (ours.name, ours.package) == (theirs.name, theirs.package)
+    assert ours.options.go_package == theirs.options.go_package
+    by_name = {m.name: m for m in theirs.message_type}
+    for name in messages:
+        (mine,) = [m for m in ours.message_type if m.name == name]
+        for field in mine.field:
+            field.ClearField("json_name")
+        assert mine == by_name[name]
+    for service, methods in services.items():
+        (upstream_service,) = [s for s in theirs.service if s.name == service]
+        (our_service,) = [s for s in ours.service if s.name == service]
+        for method in methods:
+            (mine_method,) = [m for m in our_service.method if m.name == method]
+            (their_method,) = [m for m in upstream_service.method if m.name == method]
+            assert (mine_method.input_type, mine_method.output_type) == (
+                their_method.input_type,
+                their_method.output_type,
+            )

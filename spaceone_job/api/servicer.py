@@ -47,7 +47,7 @@ def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Reques
             with observe.observed(method.__name__, dict(metadata)) as call:
                 try:
                     with self.gate.slot():
-                        caller = self.authenticator.authenticate(metadata)
+                        caller = self.authenticator.authenticate(metadata, remaining(context))
                         call.domain_id = caller.domain_id
                         auth.authorize(caller, permission)
                         response = method(self, request, caller, remaining(context))

@@ -1,0 +1,186 @@
+"""Identity as upstream uses it: each domain's token-signing key, and app keys' permissions.
+
+``Domain.get_public_key`` gives a domain's public key (a JWK as JSON) and ``App.check`` an app
+key's permissions; both are called with this service's own SYSTEM_TOKEN and kept in a
+:class:`TtlCache`: one fetch at a time per domain however many calls wait for it, bounded in
+size, and entries that outlived their TTL still serve while identity cannot be reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import grpc
+import jwt
+import prometheus_client
+from spaceone.api.core.v2 import handler_pb2
+from spaceone.api.identity.v2 import app_pb2, app_pb2_grpc, domain_pb2_grpc
+
+from spaceone_job.errors import ServiceError
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+# A call with no deadline of its own waits this long for identity.
+DEFAULT_TIMEOUT_S = 5.0
+FETCHES = prometheus_client.Counter(
+    "spaceone_job_identity_fetches", "Calls to identity by method", ["method"]
+)
+FAILURES = prometheus_client.Counter(
+    "spaceone_job_identity_failures",
+    "Failed calls to identity by method and code",
+    ["method", "code"],
+)
+
+
+def unavailable(reason: str) -> ServiceError:
+    """Identity could not answer in time: the caller may retry."""
+    return ServiceError(
+        "ERROR_IDENTITY_UNAVAILABLE", "Identity cannot verify the token now; retry.", reason=reason
+    )
+
+
+class UnknownToIdentity(Exception):
+    """Identity answered that it does not know the domain (or the app)."""
+
+
+@dataclass
+class _Flight:
+    done: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    error: BaseException | None = None
+
+
+class TtlCache(Generic[T]):
+    """Values by key for ``ttl_s``, at most ``size`` of them; one fetch per key at a time."""
+
+    def __init__(
+        self, ttl_s: float, size: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.size = size
+        self._clock = clock
+        self._entries: OrderedDict[Hashable, tuple[T, float]] = OrderedDict()
+        self._flights: dict[Hashable, _Flight] = {}
+        self._lock = threading.Lock()
+
+    def age(self, key: Hashable) -> float | None:
+        """Seconds since ``key`` was fetched, or None."""
+        with self._lock:
+            entry = self._entries.get(key)
+        return None if entry is None else self._clock() - entry[1]
+
+    def get(
+        self, key: Hashable, fetch: Callable[[float], T], timeout: float, *, fresh: bool = False
+    ) -> T:
+        """The cached value, or ``fetch(timeout)`` once for every caller waiting on ``key``.
+
+        ``fresh`` skips the cache. When identity is unavailable, a value that outlived its TTL
+        still serves.
+        """
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and not fresh and self._clock() - entry[1] < self.ttl_s:
+                self._entries.move_to_end(key)
+                return entry[0]
+            flight = self._flights.get(key)
+            leading = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if leading:
+            self._fetch(key, fetch, timeout, flight)
+        elif not flight.done.wait(timeout):
+            raise unavailable("waiting for identity took too long")
+        if flight.error is None:
+            value: T = flight.value
+            return value
+        if isinstance(flight.error, ServiceError) and entry is not None:
+            LOG.warning("identity unavailable; serving the cached value for %s", key)
+            return entry[0]
+        raise flight.error
+
+    def _fetch(
+        self, key: Hashable, fetch: Callable[[float], T], timeout: float, flight: _Flight
+    ) -> None:
+        try:
+            flight.value = fetch(timeout)
+            with self._lock:
+                self._entries[key] = (flight.value, self._clock())
+                self._entries.move_to_end(key)
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+        except Exception as exc:
+            flight.error = exc
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+
+
+def channel_to(endpoint: str) -> grpc.Channel:
+    """A channel to ``grpc://host:port`` (plaintext) or ``grpcs://host:port`` (TLS)."""
+    scheme, _, target = endpoint.partition("://")
+    if scheme == "grpcs":
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials())
+    return grpc.insecure_channel(target)
+
+
+class Identity:
+    """Identity's answers, cached: domains' public keys and apps' permissions."""
+
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        system_token: str,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._domains = domain_pb2_grpc.DomainStub(channel)
+        self._apps = app_pb2_grpc.AppStub(channel)
+        self._metadata = (("token", system_token),)
+        self.keys: TtlCache[jwt.PyJWK] = TtlCache(ttl_s, clock=clock)
+        self.apps: TtlCache[tuple[str, ...]] = TtlCache(ttl_s, clock=clock)
+
+    def _call(self, method: str, call: Callable[..., Any], request: Any, timeout: float) -> Any:
+        FETCHES.labels(method).inc()
+        try:
+            return call(request, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as error:
+            code = error.code()
+            FAILURES.labels(method, code.name).inc()
+            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise UnknownToIdentity(error.details() or code.name) from error
+            LOG.warning("identity %s: %s", method, code.name)
+            raise unavailable(f"identity answered {code.name}") from error
+
+    def public_key(
+        self, domain_id: str, timeout: float | None, *, fresh: bool = False
+    ) -> jwt.PyJWK:
+        """The key ``domain_id``'s tokens are signed with."""
+
+        def fetch(left: float) -> jwt.PyJWK:
+            request = handler_pb2.AuthenticationRequest(domain_id=domain_id)
+            answer = self._call("get_public_key", self._domains.get_public_key, request, left)
+            try:
+                return jwt.PyJWK.from_json(answer.public_key)
+            except (jwt.PyJWTError, ValueError) as exc:
+                raise UnknownToIdentity(f"identity's key of {domain_id} is no JWK") from exc
+
+        return self.keys.get(domain_id, fetch, timeout or DEFAULT_TIMEOUT_S, fresh=fresh)
+
+    def app_permissions(
+        self, domain_id: str, client_id: str, timeout: float | None
+    ) -> tuple[str, ...]:
+        """What an app key (``client_id``, the token's ``jti``) may do."""
+
+        def fetch(left: float) -> tuple[str, ...]:
+            request = app_pb2.AppCheckRequest(client_id=client_id, domain_id=domain_id)
+            answer = self._call("check", self._apps.check, request, left)
+            return tuple(answer.permissions)
+
+        return self.apps.get((domain_id, client_id), fetch, timeout or DEFAULT_TIMEOUT_S)
