@@ -35,6 +35,8 @@ proto: $(STAMP)
 	mkdir -p $(PROTO_OUT)
 	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLEAPIS) \
 	  --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) $(PROTOS)
+	# Our extensions are a subpackage of the service's own package: a regular package, then.
+	touch $(PROTO_OUT)/spaceone_job/v1/__init__.py
 
 protoset: $(STAMP)
 	mkdir -p $(dir $(PROTOSET))

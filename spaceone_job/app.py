@@ -18,19 +18,22 @@ from google.protobuf.internal import api_implementation
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2, job_task_pb2_grpc
 
 from spaceone_job import auth, observe, seed, server
-from spaceone_job.api.servicer import Gate, JobServicer, JobTaskServicer
+from spaceone_job.api.servicer import Gate, JobServicer, JobTaskServicer, ProducerServicer
 from spaceone_job.config import SettingError, Settings, flag
 from spaceone_job.identity import Identity, channel_to
 from spaceone_job.lifecycle import Lifecycle, Sweeper
+from spaceone_job.producer import Producers
 from spaceone_job.query.filters import Limits
 from spaceone_job.server import Served
 from spaceone_job.service import JOB_TASKS, Clock, JobService, ReadService, utcnow
 from spaceone_job.store.model import JobTask
 from spaceone_job.store.store import JobStore, connect
+from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 LOG = logging.getLogger(__name__)
 JOB_SERVICE: str = job_pb2.DESCRIPTOR.services_by_name["Job"].full_name
 JOB_TASK_SERVICE: str = job_task_pb2.DESCRIPTOR.services_by_name["JobTask"].full_name
+PRODUCER_SERVICE: str = producer_pb2.DESCRIPTOR.services_by_name["Producer"].full_name
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -167,6 +170,7 @@ class App:
         self.servicers = (
             JobServicer(self.service, authenticator, self.gate),
             JobTaskServicer(self.task_service, authenticator, self.gate),
+            ProducerServicer(Producers(self.lifecycle, self.tasks), authenticator, self.gate),
         )
         self.seeded = (0, 0)
         self.sweeper = Sweeper(self.lifecycle, settings.timeout_s, settings.sweep_interval_s)
@@ -192,13 +196,14 @@ class App:
 
     def bind(self) -> int:
         """Claim the port (:class:`StartError` when it is taken); the bound port."""
-        jobs, tasks = self.servicers
+        jobs, tasks, producers = self.servicers
 
         def register(grpc_server: grpc.Server) -> None:
             job_pb2_grpc.add_JobServicer_to_server(jobs, grpc_server)
             job_task_pb2_grpc.add_JobTaskServicer_to_server(tasks, grpc_server)
+            producer_pb2_grpc.add_ProducerServicer_to_server(producers, grpc_server)
 
-        services = [JOB_SERVICE, JOB_TASK_SERVICE]
+        services = [JOB_SERVICE, JOB_TASK_SERVICE, PRODUCER_SERVICE]
         self.served = server.build_server(self.settings, services, register, self.tls)
         return self.served.port
 

@@ -9,6 +9,7 @@ other: a finished job or task is never written again, and a task ends once, so t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any
 from spaceone_job.errors import ServiceError
 from spaceone_job.service import Clock, utcnow
 from spaceone_job.store.model import InvalidJob, Job, JobTask, Model, new_document
-from spaceone_job.store.store import Document, JobStore
+from spaceone_job.store.store import Document, DuplicateJobId, JobStore
 
 LOG = logging.getLogger(__name__)
 FINISHED = ("SUCCESS", "FAILURE", "TIMEOUT", "CANCELED")
@@ -30,6 +31,24 @@ DUPLICATE_WINDOW = timedelta(minutes=10)
 MANUAL_ALIVE = timedelta(hours=24)
 # The time limit of the lifecycle's own reads (no client deadline governs them).
 QUERY_TIMEOUT_S = 10.0
+# How many request ids a task remembers (a retry comes soon after its first call).
+KEPT_REQUEST_IDS = 32
+
+
+def _derived(prefix: str, *parts: str) -> str:
+    """An id made from ``parts``: the same request always names the same document."""
+    return prefix + hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def _once(request_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The condition and update that record ``request_id`` with the change it makes, so a retry
+    matches nothing (and is recognised by the id it finds)."""
+    if not request_id:
+        return {}, {}
+    return (
+        {"request_ids": {"$ne": request_id}},
+        {"$push": {"request_ids": {"$each": [request_id], "$slice": -KEPT_REQUEST_IDS}}},
+    )
 
 
 @dataclass(frozen=True)
@@ -79,12 +98,14 @@ class Lifecycle:
         tasks: Sequence[TaskSpec] = (),
         changed: Sequence[Mapping[str, Any]] = (),
         synced_accounts: Sequence[str] = (),
+        request_id: str = "",
     ) -> Created:
         """A new IN_PROGRESS job with PENDING tasks, after upstream's duplicate check.
 
         Options are normalised as upstream (``no_preload_cache``, ``start``, ``sync_mode``). A
         duplicate job is stored as FAILURE ``ERROR_DUPLICATE_JOB`` with no tasks; a job without
-        tasks succeeds at once.
+        tasks succeeds at once. With ``request_id``, the job's id is made from it: a retry finds
+        the job the first call made (the unique index decides, on any replica) and answers it.
         """
         options = {"no_preload_cache": False, "start": None, "sync_mode": "SCHEDULED"} | dict(
             options or {}
@@ -105,8 +126,15 @@ class Lifecycle:
             data["changed"] = [dict(c) for c in changed]
         if synced_accounts:
             data["synced_accounts"] = [{"account_id": a} for a in synced_accounts]
+        if request_id:
+            data["job_id"] = _derived("job-", domain_id, request_id)
         job = self._valid(data)
-        self.jobs.insert([job])
+        try:
+            self.jobs.insert([job])
+        except DuplicateJobId:
+            if not request_id:
+                raise
+            return self._created_before(job["job_id"])
         if self._is_duplicate(job, now):
             failed = self._finish(
                 job["job_id"],
@@ -118,9 +146,22 @@ class Lifecycle:
             return Created(failed or job, [])
         if not tasks:
             return Created(self._finish(job["job_id"], "SUCCESS") or job, [])
-        created = [self._task(job, spec, now) for spec in tasks]
+        created = [self._task(job, spec, now, index) for index, spec in enumerate(tasks)]
         self.tasks.insert(created)
         return Created(job, created)
+
+    def _created_before(self, job_id: str) -> Created:
+        job = self.jobs.find_one({"job_id": job_id})
+        assert job is not None, "the insert found it"
+        tasks = self.tasks.find(
+            {"job_id": job_id},
+            projection=None,
+            sort=[("job_task_id", 1)],
+            skip=0,
+            limit=0,
+            timeout=QUERY_TIMEOUT_S,
+        )
+        return Created(job, tasks)
 
     @staticmethod
     def _valid(data: dict[str, Any], model: Model = Job) -> Document:
@@ -129,9 +170,10 @@ class Lifecycle:
         except InvalidJob as exc:
             raise ServiceError("ERROR_INVALID_PARAMETER", f"Invalid job: {exc}.") from exc
 
-    def _task(self, job: Document, spec: TaskSpec, now: datetime) -> Document:
+    def _task(self, job: Document, spec: TaskSpec, now: datetime, index: int) -> Document:
         inherited = ("job_id", "data_source_id", "workspace_id", "domain_id", "resource_group")
         data = {name: job[name] for name in inherited}
+        data["job_task_id"] = _derived("job-task-", job["job_id"], str(index))
         data.update(options=dict(spec.options), created_at=now, updated_at=now)
         if spec.changed is not None:
             data["changed"] = dict(spec.changed)
@@ -226,35 +268,37 @@ class Lifecycle:
             raise _not_found(task_id)
         return task
 
-    def start_task(self, task_id: str) -> Document:
+    def start_task(self, task_id: str, request_id: str = "") -> Document:
         """PENDING -> IN_PROGRESS (``started_at``); a task already past PENDING is answered as
         it is."""
         task = self._task_of(task_id)
-        if not self._reportable(task):
+        if request_id in task.get("request_ids", ()) or not self._reportable(task):
             return task
         now = self.clock()
+        condition, record = _once(request_id)
         started = self.tasks.update_one(
-            {"job_task_id": task_id, "status": "PENDING"},
-            {"$set": {"status": "IN_PROGRESS", "started_at": now, "updated_at": now}},
+            {"job_task_id": task_id, "status": "PENDING", **condition},
+            {"$set": {"status": "IN_PROGRESS", "started_at": now, "updated_at": now}, **record},
         )
         return started or self._task_of(task_id)
 
-    def progress(self, task_id: str, created_count: int = 0) -> Document:
+    def progress(self, task_id: str, created_count: int = 0, request_id: str = "") -> Document:
         """``created_count += n`` on a running task; the job's ``updated_at`` moves (the
         sweeper's heartbeat)."""
         task = self._task_of(task_id)
-        if not self._reportable(task):
+        if request_id in task.get("request_ids", ()) or not self._reportable(task):
             return task
         now = self.clock()
+        condition, record = _once(request_id)
         moved = self.tasks.update_one(
-            {"job_task_id": task_id, "status": {"$in": list(UNFINISHED_TASK)}},
-            {"$inc": {"created_count": created_count}, "$set": {"updated_at": now}},
+            {"job_task_id": task_id, "status": {"$in": list(UNFINISHED_TASK)}, **condition},
+            {"$inc": {"created_count": created_count}, "$set": {"updated_at": now}, **record},
         )
         self.heartbeat(task["job_id"])
         return moved or self._task_of(task_id)
 
     def finish_task(
-        self, task_id: str, *, error_code: str = "", error_message: str = ""
+        self, task_id: str, *, error_code: str = "", error_message: str = "", request_id: str = ""
     ) -> Document:
         """The task ends SUCCESS, or FAILURE with ``error_code``; its job counts it off once.
 
@@ -262,11 +306,12 @@ class Lifecycle:
         it SUCCESS. A task that had already ended is answered as it is and changes nothing.
         """
         task = self._task_of(task_id)
-        if not self._reportable(task):
+        if request_id in task.get("request_ids", ()) or not self._reportable(task):
             return task
         failed = bool(error_code)
         errors = {"error_code": error_code, "error_message": error_message} if failed else {}
-        ended = self._end_task(task_id, "FAILURE" if failed else "SUCCESS", **errors)
+        status = "FAILURE" if failed else "SUCCESS"
+        ended = self._end_task(task_id, status, request_id=request_id, **errors)
         if ended is None:
             return self._task_of(task_id)
         if failed:
@@ -278,14 +323,17 @@ class Lifecycle:
             )
         return ended
 
-    def _end_task(self, task_id: str, status: str, **extra: str) -> Document | None:
+    def _end_task(
+        self, task_id: str, status: str, request_id: str = "", **extra: str
+    ) -> Document | None:
         """An unfinished task -> ``status`` in one conditional write, then its job's
         ``remained_tasks`` -1 (never below 0); the job succeeds when none remain. None when the
         task had already ended."""
         now = self.clock()
+        condition, record = _once(request_id)
         ended = self.tasks.update_one(
-            {"job_task_id": task_id, "status": {"$in": list(UNFINISHED_TASK)}},
-            {"$set": {"status": status, "finished_at": now, "updated_at": now, **extra}},
+            {"job_task_id": task_id, "status": {"$in": list(UNFINISHED_TASK)}, **condition},
+            {"$set": {"status": status, "finished_at": now, "updated_at": now, **extra}, **record},
         )
         if ended is None:
             return None

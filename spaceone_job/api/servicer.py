@@ -20,7 +20,9 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2, j
 from spaceone_job import auth, errors, observe
 from spaceone_job.api import render
 from spaceone_job.auth import Authenticator, Caller
+from spaceone_job.producer import Producers
 from spaceone_job.service import JobService, ReadService
+from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 Request = TypeVar("Request", bound=message.Message)
 Response = TypeVar("Response", bound=message.Message)
@@ -203,3 +205,43 @@ class JobTaskServicer(Servicer, job_task_pb2_grpc.JobTaskServicer):
     ) -> struct_pb2.Struct:
         """Statistics over job tasks."""
         return render.struct(self.service.stat(caller, _stat_query(request), timeout))
+
+
+class ProducerServicer(Servicer, producer_pb2_grpc.ProducerServicer):
+    """``spaceone_job.v1.Producer``: schedulers and workers."""
+
+    def __init__(self, producers: Producers, authenticator: Authenticator, gate: Gate) -> None:
+        super().__init__(authenticator, gate)
+        self.producers = producers
+
+    @rpc(auth.WRITE)
+    def create_job(
+        self, request: producer_pb2.CreateJobRequest, caller: Caller, timeout: float | None
+    ) -> producer_pb2.CreatedJob:
+        """A job with its tasks."""
+        created = self.producers.create_job(caller, as_dict(request))
+        return producer_pb2.CreatedJob(
+            job=render.job_info(created.job),
+            tasks=[render.job_task_info(task) for task in created.tasks],
+        )
+
+    @rpc(auth.WRITE)
+    def start_task(
+        self, request: producer_pb2.TaskRequest, caller: Caller, timeout: float | None
+    ) -> job_task_pb2.JobTaskInfo:
+        """A task starts."""
+        return render.job_task_info(self.producers.start_task(caller, as_dict(request)))
+
+    @rpc(auth.WRITE)
+    def report_progress(
+        self, request: producer_pb2.ProgressRequest, caller: Caller, timeout: float | None
+    ) -> job_task_pb2.JobTaskInfo:
+        """A task stored more rows."""
+        return render.job_task_info(self.producers.report_progress(caller, as_dict(request)))
+
+    @rpc(auth.WRITE)
+    def finish_task(
+        self, request: producer_pb2.FinishTaskRequest, caller: Caller, timeout: float | None
+    ) -> job_task_pb2.JobTaskInfo:
+        """A task ends."""
+        return render.job_task_info(self.producers.finish_task(caller, as_dict(request)))

@@ -106,6 +106,8 @@ class JobTask(Document):  # type: ignore[misc]
     started_at = DateTimeField(default=None, null=True)
     updated_at = DateTimeField(required=True)
     finished_at = DateTimeField(default=None, null=True)
+    # The producers' latest request ids, written with the change each made (retries).
+    request_ids = ListField(StringField(max_length=64), default=list)
 
     meta: ClassVar[dict[str, Any]] = {
         "collection": "job_task",
