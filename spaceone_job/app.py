@@ -19,6 +19,8 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2, j
 
 from spaceone_job import auth, observe, seed, server
 from spaceone_job.api.servicer import Gate, JobServicer, JobTaskServicer, ProducerServicer
+from spaceone_job.api.watch import WatchServicer
+from spaceone_job.changes import ChangeHub
 from spaceone_job.config import SettingError, Settings, flag
 from spaceone_job.identity import Identity, channel_to
 from spaceone_job.lifecycle import Lifecycle, Sweeper
@@ -34,6 +36,7 @@ LOG = logging.getLogger(__name__)
 JOB_SERVICE: str = job_pb2.DESCRIPTOR.services_by_name["Job"].full_name
 JOB_TASK_SERVICE: str = job_task_pb2.DESCRIPTOR.services_by_name["JobTask"].full_name
 PRODUCER_SERVICE: str = producer_pb2.DESCRIPTOR.services_by_name["Producer"].full_name
+WATCH_SERVICE: str = producer_pb2.DESCRIPTOR.services_by_name["Watch"].full_name
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -166,11 +169,18 @@ class App:
         self.task_service = ReadService(self.tasks, limits, timeout_ms, clock, JOB_TASKS)
         # One gate for every Job and JobTask call: one call limit, one drain.
         self.gate = Gate(settings.max_concurrent_rpcs)
+        # Watchers are woken by this process's writes to jobs and to their tasks.
+        self.hub = ChangeHub()
+        self.store.listeners.append(self.hub.notify)
+        self.tasks.listeners.append(self.hub.notify)
         authenticator = self.keys.authenticator
         self.servicers = (
             JobServicer(self.service, authenticator, self.gate),
             JobTaskServicer(self.task_service, authenticator, self.gate),
             ProducerServicer(Producers(self.lifecycle, self.tasks), authenticator, self.gate),
+        )
+        self.watch = WatchServicer(
+            self.service, authenticator, self.hub, settings.watch_keepalive_s
         )
         self.seeded = (0, 0)
         self.sweeper = Sweeper(self.lifecycle, settings.timeout_s, settings.sweep_interval_s)
@@ -197,14 +207,17 @@ class App:
     def bind(self) -> int:
         """Claim the port (:class:`StartError` when it is taken); the bound port."""
         jobs, tasks, producers = self.servicers
+        watch = self.watch
 
-        def register(grpc_server: grpc.Server) -> None:
+        def register(grpc_server: grpc.aio.Server) -> None:
             job_pb2_grpc.add_JobServicer_to_server(jobs, grpc_server)
             job_task_pb2_grpc.add_JobTaskServicer_to_server(tasks, grpc_server)
             producer_pb2_grpc.add_ProducerServicer_to_server(producers, grpc_server)
+            producer_pb2_grpc.add_WatchServicer_to_server(watch, grpc_server)
 
-        services = [JOB_SERVICE, JOB_TASK_SERVICE, PRODUCER_SERVICE]
+        services = [JOB_SERVICE, JOB_TASK_SERVICE, PRODUCER_SERVICE, WATCH_SERVICE]
         self.served = server.build_server(self.settings, services, register, self.tls)
+        self.hub.bind(self.served.loop)
         return self.served.port
 
     def start(self) -> int:
@@ -284,6 +297,7 @@ class App:
             self.monitor.stop()
         if self.served is not None:
             self.served.set_serving(False)
+            self.hub.close()  # watchers end UNAVAILABLE: their clients watch another replica
             drained = self.gate.drain(grace)
             if not drained:
                 LOG.warning("calls still running after %.1f s are cancelled", grace)
@@ -291,11 +305,6 @@ class App:
         if self.metrics is not None:
             self.metrics.shutdown()
             self.metrics.server_close()
-
-    def wait(self) -> None:
-        """Block until the server has stopped."""
-        if self.served is not None:
-            self.served.server.wait_for_termination()
 
 
 def transport_of(settings: Settings) -> str:

@@ -19,7 +19,9 @@ from pathlib import Path
 from types import FrameType
 
 import grpc
+import tqdm
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from spaceone.api.cost_analysis.v1 import job_pb2
 
 from spaceone_job import auth, config, observe
 from spaceone_job.app import JOB_SERVICE, JOB_TASK_SERVICE, App, version
@@ -27,6 +29,7 @@ from spaceone_job.config import Settings
 from spaceone_job.errors import ServiceError
 from spaceone_job.seed import SeedError
 from spaceone_job.server import StartError
+from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 LOG = logging.getLogger(__name__)
 BANNER_TOKEN_TTL_S = 12 * 3600
@@ -94,13 +97,30 @@ def _health_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         description="Call grpc.health.v1.Health/Check, as a container HEALTHCHECK does.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    port = os.environ.get(config.env_name("port"), str(Settings.port))
-    health.add_argument("--address", default=f"127.0.0.1:{port}", help="host:port to check")
     health.add_argument("--service", default="", help="service name; empty = the whole server")
     health.add_argument("--timeout", type=float, default=3.0, help="seconds to wait")
-    health.add_argument("--cacert", help="PEM CA to verify a TLS server with; unset = plaintext")
-    health.add_argument("--cert", help="PEM client certificate (mTLS, with --key)")
-    health.add_argument("--key", help="PEM key of --cert")
+    _connection_options(health)
+
+
+def _connection_options(command: argparse.ArgumentParser) -> None:
+    port = os.environ.get(config.env_name("port"), str(Settings.port))
+    command.add_argument("--address", default=f"127.0.0.1:{port}", help="host:port to call")
+    command.add_argument("--cacert", help="PEM CA to verify a TLS server with; unset = plaintext")
+    command.add_argument("--cert", help="PEM client certificate (mTLS, with --key)")
+    command.add_argument("--key", help="PEM key of --cert")
+
+
+def _watch_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    watch = commands.add_parser(
+        "watch",
+        help="follow a job until it finishes: exit 0 for SUCCESS, 1 otherwise",
+        description="Follow a job through spaceone_job.v1.Watch: a progress bar of its tasks on"
+        " a terminal, one line per change otherwise.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    watch.add_argument("job_id", help="the job to follow")
+    watch.add_argument("--token", required=True, help="the token to call with (as grpcurl's)")
+    _connection_options(watch)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -113,6 +133,7 @@ def parser() -> argparse.ArgumentParser:
     _serve_parser(commands)
     _token_parser(commands)
     _health_parser(commands)
+    _watch_parser(commands)
     return top
 
 
@@ -272,6 +293,37 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if answer.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def _watch(args: argparse.Namespace) -> int:
+    """Follow a job; 0 when it ends SUCCESS, 1 otherwise (or when the stream breaks)."""
+    terminal = sys.stdout.isatty()
+    status = "UNKNOWN"
+    with (
+        _channel(args) as channel,
+        tqdm.tqdm(disable=not terminal, unit="task", dynamic_ncols=True) as bar,
+    ):
+        stub = producer_pb2_grpc.WatchStub(channel)
+        request = producer_pb2.WatchRequest(job_id=args.job_id)
+        try:
+            for event in stub.watch(request, metadata=(("token", args.token),)):
+                if not event.HasField("job"):
+                    continue
+                job = event.job
+                status = job_pb2.JobInfo.Status.Name(job.status)
+                done = job.total_tasks - job.remained_tasks
+                if terminal:
+                    bar.total = job.total_tasks
+                    bar.n = done
+                    bar.set_description(f"{job.job_id} {status}")
+                    bar.refresh()
+                else:
+                    print(f"{job.updated_at} {job.job_id} {status} {done}/{job.total_tasks} tasks")
+        except grpc.RpcError as error:
+            print(f"spaceone-job: watch: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+    print(status)
+    return 0 if status == "SUCCESS" else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spaceone-job`` command."""
     args = parser().parse_args(argv)
@@ -281,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "health":
             return _health(args)
+        if args.command == "watch":
+            return _watch(args)
         flags = {f.name: getattr(args, f.name) for f in config.setting_fields()}
         return serve(config.from_sources(flags))
     except config.SettingError as exc:

@@ -90,6 +90,7 @@ class Settings:
     max_receive_message_bytes: int = _setting(4 * 1024 * 1024, "largest request accepted")
     max_concurrent_rpcs: int = _setting(64, "Job calls served at once; more get RESOURCE_EXHAUSTED")
     grace_s: float = _setting(10.0, "how long in-flight calls may finish after SIGTERM")
+    watch_keepalive_s: float = _setting(15.0, "a watch stream sends a keep-alive this often")
     tls_cert: str = _setting("", "PEM server certificate (with --tls-key); empty = plaintext")
     tls_key: str = _setting("", "PEM private key of --tls-cert")
     tls_client_ca: str = _setting("", "PEM CA bundle; when set, clients must present a cert")
@@ -181,6 +182,7 @@ _CHECKS: tuple[Callable[[Settings], str | None], ...] = (
         "max_receive_message_bytes",
         "max_concurrent_rpcs",
         "identity_key_ttl_s",
+        "watch_keepalive_s",
     ),
 )
 

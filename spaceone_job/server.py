@@ -1,16 +1,21 @@
-"""The gRPC server shell: thread pool, limits, TLS, health, reflection. Nothing about jobs.
+"""The gRPC server shell: an asyncio server, its thread pool, TLS, health, reflection.
 
+The server runs on an event loop of its own thread. Services written as plain functions run on
+its thread pool (``migration_thread_pool``); health, reflection and streams that wait (watch) are
+coroutines on the loop, so they never need a pool thread however busy it is. Nothing about jobs.
 :func:`build_server` returns the bound port, so tests start a real server on port 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from cryptography import x509
@@ -21,7 +26,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from spaceone_job.config import SettingError, Settings, flag
 
-Register = Callable[[grpc.Server], None]
+Register = Callable[[grpc.aio.Server], None]
+T = TypeVar("T")
 # Threads beyond the Job call limit (see api/servicer.py), so that calls over it are refused at
 # once instead of queueing, and health and reflection always find a thread.
 REFUSING_THREADS = 8
@@ -36,30 +42,45 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 @dataclass
 class Served:
-    """A started server, its port and its health service."""
+    """A bound server, its port, its health service and the event loop it runs on."""
 
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
-    health: health.HealthServicer
+    health: health.aio.HealthServicer
     services: tuple[str, ...]
+    loop: asyncio.AbstractEventLoop
+    # Set before the loop stops: nothing may wait on it afterwards.
+    stopped: bool = False
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the server's loop and wait for it (from any other thread)."""
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
 
     def start(self) -> None:
         """Start serving on the bound port, every service SERVING."""
-        self.server.start()
+        self.run(self.server.start())
         self.set_serving(True)
-        self.health.set(LIVENESS, SERVING)
+        self.run(self.health.set(LIVENESS, SERVING))
 
     def set_serving(self, serving: bool) -> None:
-        """Report every service (and the server, ``""``) as SERVING or NOT_SERVING."""
+        """Report every service (and the server, ``""``) as SERVING or NOT_SERVING; nothing
+        once stopped."""
+        if self.stopped:
+            return
         status = SERVING if serving else NOT_SERVING
         for name in ("", *self.services):
-            self.health.set(name, status)
+            self.run(self.health.set(name, status))
 
     def stop(self, grace_s: float) -> None:
-        """NOT_SERVING, then close the port; calls still running after ``grace_s`` end."""
+        """NOT_SERVING, then close the port; calls still running after ``grace_s`` end. Once;
+        stopping again does nothing."""
+        if self.stopped:
+            return
         self.set_serving(False)
-        self.health.set(LIVENESS, NOT_SERVING)
-        self.server.stop(grace_s).wait()
+        self.run(self.health.set(LIVENESS, NOT_SERVING))
+        self.run(self.server.stop(grace_s))
+        self.stopped = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 class StartError(RuntimeError):
@@ -112,8 +133,8 @@ def credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
-def _enable_reflection(names: Sequence[str], server: grpc.Server) -> None:
-    servicer = reflection.ReflectionServicer(names)
+def _enable_reflection(names: Sequence[str], server: grpc.aio.Server) -> None:
+    servicer = reflection.aio.ReflectionServicer(names)
     reflection.enable_server_reflection(names, server)
     v1 = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
@@ -153,31 +174,42 @@ def build_server(
     """A server for ``services`` (registered by ``register``) with health and reflection, bound
     to its port (:class:`StartError` when it cannot be) but not started yet."""
     _claimable(settings.host, settings.port)
-    threads = settings.max_concurrent_rpcs + REFUSING_THREADS
-    # No grpc-level call limit: grpc would refuse health and reflection too, without an ERROR_*
-    # code. Job calls over the limit are refused by the servicer, at once, on a spare thread.
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc"),
-        options=[
-            ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
-            # A second server on a port in use must fail, not share the port and the calls.
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    register(server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    _enable_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    address = f"{settings.host}:{settings.port}"
-    try:
-        if tls is None:
-            port = server.add_insecure_port(address)
-        else:
-            port = server.add_secure_port(address, tls)
-    except RuntimeError:
-        port = 0
-    if port == 0:
-        raise StartError(
-            f"cannot listen on {address}: the port is in use, or the address is not this host's"
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True).start()
+
+    async def bound() -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+        threads = settings.max_concurrent_rpcs + REFUSING_THREADS
+        # No grpc-level call limit: grpc would refuse health and reflection too, without an
+        # ERROR_* code. Job calls over the limit are refused by the servicers' gate, at once.
+        server = grpc.aio.server(
+            migration_thread_pool=futures.ThreadPoolExecutor(threads, thread_name_prefix="rpc"),
+            options=[
+                ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+                # A second server on a port in use must fail, not share the port and the calls.
+                ("grpc.so_reuseport", 0),
+            ],
         )
-    return Served(server, port, health_servicer, tuple(services))
+        register(server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        _enable_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        address = f"{settings.host}:{settings.port}"
+        try:
+            if tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, tls)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise StartError(
+                f"cannot listen on {address}: the port is in use, or the address is not this host's"
+            )
+        return server, port, health_servicer
+
+    try:
+        server, port, health_servicer = asyncio.run_coroutine_threadsafe(bound(), loop).result()
+    except StartError:
+        loop.call_soon_threadsafe(loop.stop)
+        raise
+    return Served(server, port, health_servicer, tuple(services), loop)

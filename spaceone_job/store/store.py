@@ -84,6 +84,8 @@ class JobStore:
         self.indexes: tuple[dict[str, Any], ...] = tuple(model._meta["index_specs"])
         self._reach = reach
         self._db_timeout_s = db_timeout_s
+        # Called with the job_id of every document a conditional update changed (watchers).
+        self.listeners: list[Callable[[str], None]] = []
 
     def sibling(self, model: Model) -> JobStore:
         """The store of another model's collection in the same database (tasks beside jobs)."""
@@ -231,7 +233,10 @@ class JobStore:
                 projection=_projection(projection),
                 return_document=ReturnDocument.AFTER,
             )
-            return doc
+        if doc is not None and isinstance(doc.get("job_id"), str):
+            for listener in self.listeners:
+                listener(doc["job_id"])
+        return doc
 
     def update_many(self, filter: Document, changes: Document, timeout: float | None = None) -> int:
         """Apply ``changes`` to every match; how many changed."""

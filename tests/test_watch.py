@@ -1,0 +1,183 @@
+"""Watching a job over a real channel: every transition in order, keep-alives, scope, many
+watchers holding no worker thread, and watchers told to reconnect at shutdown."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from spaceone.api.cost_analysis.v1 import job_pb2
+from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
+
+from spaceone_job import auth
+
+from .conftest import Live, Serve, Token
+from .test_producer import create, report
+
+
+class Watcher(threading.Thread):
+    """Collects one watch stream's events until it ends."""
+
+    def __init__(self, live: Live, token: str, job_id: str) -> None:
+        super().__init__(daemon=True)
+        self.live, self.token, self.job_id = live, token, job_id
+        self.events: list[Any] = []
+        self.code: grpc.StatusCode = grpc.StatusCode.OK
+        self.details = ""
+        self.first = threading.Event()
+
+    def run(self) -> None:
+        stub = producer_pb2_grpc.WatchStub(self.live.channel)
+        request = producer_pb2.WatchRequest(job_id=self.job_id)
+        try:
+            for event in stub.watch(request, metadata=(("token", self.token),), timeout=60):
+                self.events.append(event)
+                self.first.set()
+        except grpc.RpcError as error:
+            self.code, self.details = error.code(), error.details() or ""
+        self.first.set()
+
+    def jobs(self) -> list[tuple[int, int]]:
+        return [(e.job.status, e.job.remained_tasks) for e in self.events if e.HasField("job")]
+
+
+def test_a_watcher_sees_every_transition_in_order_and_the_stream_ends(
+    live: Live, token: Token
+) -> None:
+    admin = token()
+    created = create(live, admin).response
+    watcher = Watcher(live, admin, created.job.job_id)
+    watcher.start()
+    assert watcher.first.wait(10)
+    first, second = (t.job_task_id for t in created.tasks)
+    for step, (kind, task_id) in enumerate(
+        [
+            ("start_task", first),
+            ("finish_task", first),
+            ("start_task", second),
+            ("finish_task", second),
+        ]
+    ):
+        report(live, admin, kind, task_id, f"r-{step}")
+        time.sleep(0.2)
+    watcher.join(15)
+    assert not watcher.is_alive(), "the stream ends when the job finishes"
+    assert watcher.code is grpc.StatusCode.OK, watcher.details
+    seen = watcher.jobs()
+    assert seen[0] == (job_pb2.JobInfo.IN_PROGRESS, 2)
+    assert (job_pb2.JobInfo.IN_PROGRESS, 1) in seen
+    assert seen[-1] == (job_pb2.JobInfo.SUCCESS, 0)
+    assert seen == sorted(seen, key=lambda s: -s[1]), "in order"
+
+
+def test_keep_alives_while_nothing_changes(serve: Serve, token: Token) -> None:
+    live = serve(watch_keepalive_s=0.3)
+    admin = token()
+    created = create(live, admin).response
+    watcher = Watcher(live, admin, created.job.job_id)
+    watcher.start()
+    time.sleep(1.5)
+    live.call("cancel", job_pb2.JobRequest(job_id=created.job.job_id), admin)
+    watcher.join(10)
+    keep_alives = [e for e in watcher.events if e.HasField("keep_alive")]
+    assert len(keep_alives) >= 2 and keep_alives[0].keep_alive.at.endswith("Z")
+    assert watcher.jobs()[-1][0] == job_pb2.JobInfo.CANCELED
+
+
+@pytest.mark.parametrize(
+    ("who", "code"),
+    [
+        ("another workspace", grpc.StatusCode.NOT_FOUND),
+        ("another domain", grpc.StatusCode.NOT_FOUND),
+        ("no token", grpc.StatusCode.UNAUTHENTICATED),
+    ],
+)
+def test_watch_reads_within_the_callers_scope(
+    live: Live, token: Token, who: str, code: grpc.StatusCode
+) -> None:
+    created = create(live, token(auth.WORKSPACE_OWNER)).response
+    caller = {
+        "another workspace": token(auth.WORKSPACE_MEMBER, workspace_id="ws-333333333333"),
+        "another domain": token(domain_id="domain-cccccccccccc"),
+        "no token": "",
+    }[who]
+    watcher = Watcher(live, caller, created.job.job_id)
+    watcher.run()
+    assert watcher.code is code and watcher.events == []
+
+
+def test_a_hundred_watchers_hold_no_worker_thread(serve: Serve, token: Token) -> None:
+    live = serve(max_concurrent_rpcs=4)  # 12 worker threads in all
+    admin = token()
+    created = create(live, admin, tasks=1).response
+    job_id = created.job.job_id
+    request = job_pb2.JobRequest(job_id=job_id)
+
+    def get_ms() -> float:
+        started = time.perf_counter()
+        assert live.call("get", request, admin).code is grpc.StatusCode.OK
+        return (time.perf_counter() - started) * 1000
+
+    alone = statistics.median(get_ms() for _ in range(20))
+    watchers = [Watcher(live, admin, job_id) for _ in range(100)]
+    for watcher in watchers:
+        watcher.start()
+    assert all(w.first.wait(20) for w in watchers)
+    during = statistics.median(get_ms() for _ in range(20))
+    assert during < alone * 3 + 20, (alone, during)
+    task_id = created.tasks[0].job_task_id
+    report(live, admin, "start_task", task_id, "s")
+    report(live, admin, "finish_task", task_id, "f")
+    for watcher in watchers:
+        watcher.join(20)
+    assert all(w.jobs()[-1][0] == job_pb2.JobInfo.SUCCESS for w in watchers)
+
+
+def test_watchers_are_told_to_reconnect_at_shutdown(serve: Serve, token: Token) -> None:
+    live = serve()
+    admin = token()
+    created = create(live, admin).response
+    watchers = [Watcher(live, admin, created.job.job_id) for _ in range(3)]
+    for watcher in watchers:
+        watcher.start()
+    assert all(w.first.wait(10) for w in watchers)
+    live.app.stop(2)
+    for watcher in watchers:
+        watcher.join(10)
+    assert {w.code for w in watchers} == {grpc.StatusCode.UNAVAILABLE}
+    assert all(w.details.startswith("ERROR_SERVER_STOPPING") for w in watchers)
+
+
+CLI = str(Path(sys.executable).parent / "spaceone-job")
+
+
+@pytest.mark.parametrize(("cancel", "status"), [(False, 0), (True, 1)])
+def test_the_watch_command_follows_a_job_to_its_end(
+    live: Live, token: Token, cancel: bool, status: int
+) -> None:
+    admin = token()
+    created = create(live, admin).response
+    process = subprocess.Popen(
+        [CLI, "watch", created.job.job_id, "--token", admin, "--address", f"127.0.0.1:{live.port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert "IN_PROGRESS 0/2 tasks" in process.stdout.readline()
+    if cancel:
+        live.call("cancel", job_pb2.JobRequest(job_id=created.job.job_id), admin)
+    else:
+        for n, task in enumerate(created.tasks):
+            report(live, admin, "start_task", task.job_task_id, f"s-{n}")
+            report(live, admin, "finish_task", task.job_task_id, f"f-{n}")
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == status, err
+    assert out.strip().splitlines()[-1] == ("CANCELED" if cancel else "SUCCESS")
