@@ -132,3 +132,21 @@ def test_the_python_client_recipe_works_as_written(repo: Path, tmp_path: Path) -
     assert {"job_pb2.py", "job_task_pb2_grpc.py", "job_pb2.pyi"} <= {
         p.name for p in generated.iterdir()
     }
+
+
+def test_the_producing_recipe_works_as_written(repo: Path, tmp_path: Path, serve: Serve) -> None:
+    live = serve()
+    keys = auth.dev_keys(Path(live.app.settings.state_dir))
+    token = auth.mint_token(keys.private_key, domain_id="domain-readme0000")
+    (recipe,) = code_blocks(section(repo, "Producing jobs"))
+    bin_dir = str(Path(sys.executable).parent) + "/"
+    script = f"TOKEN={token}\n" + recipe.replace(".venv/bin/", bin_dir).replace(
+        "localhost:50051", f"127.0.0.1:{live.port}"
+    )
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    # The script's status is wait's: the watch command's, 0 only for SUCCESS.
+    assert done.returncode == 0, done.stderr
+    assert "SUCCESS" in done.stdout.splitlines()
+    assert '"created_count": 120' in done.stdout
