@@ -22,6 +22,7 @@ from spaceone_job.api.servicer import Gate, JobServicer, JobTaskServicer, Produc
 from spaceone_job.api.watch import WatchServicer
 from spaceone_job.changes import ChangeHub
 from spaceone_job.config import SettingError, Settings, flag
+from spaceone_job.errors import ServiceError
 from spaceone_job.identity import Identity, channel_to
 from spaceone_job.lifecycle import Lifecycle, Sweeper
 from spaceone_job.producer import Producers
@@ -29,7 +30,7 @@ from spaceone_job.query.filters import Limits
 from spaceone_job.server import Served
 from spaceone_job.service import JOB_TASKS, Clock, JobService, ReadService, utcnow
 from spaceone_job.store.model import JobTask
-from spaceone_job.store.store import JobStore, connect
+from spaceone_job.store.store import ChangesUnavailable, JobStore, connect
 from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 LOG = logging.getLogger(__name__)
@@ -107,6 +108,25 @@ class JwksReloader(threading.Thread):
         """Wait, reload, repeat until stopped."""
         while not self.stopped.wait(self.interval_s):
             self.keys.reload()
+
+
+class ChangeFeed(threading.Thread):
+    """Wakes the watchers of jobs that any replica changed, from a store's change stream."""
+
+    def __init__(self, store: JobStore, hub: ChangeHub) -> None:
+        super().__init__(name=f"changes-{store.key}", daemon=True)
+        self.store = store
+        self.hub = hub
+
+    def run(self) -> None:
+        """Forward changes until the stream ends; without change streams, watchers re-read."""
+        try:
+            for job_id in self.store.changed_ids():
+                self.hub.notify(job_id)
+        except ChangesUnavailable as exc:
+            LOG.info("no change streams (%s): watchers re-read on a timer", exc)
+        except ServiceError as exc:
+            LOG.warning("change stream ended (%s): watchers re-read on a timer", exc.details)
 
 
 class HealthMonitor(threading.Thread):
@@ -237,6 +257,8 @@ class App:
         if isinstance(source, auth.JwksKeys) and self.settings.jwks and self.settings.jwks_reload_s:
             self.reloader = JwksReloader(source, self.settings.jwks_reload_s)
             self.reloader.start()
+        for store in (self.store, self.tasks):
+            ChangeFeed(store, self.hub).start()
         if self.settings.timeout_s > 0:
             self.sweeper.start()
         else:

@@ -332,3 +332,20 @@ def test_the_banner_is_printed_while_the_database_is_down(tmp_path: Path) -> Non
     assert time.monotonic() - started < 3
     assert "TOKEN=" in banner and "/list" in banner
     assert "/get" not in banner and "/cancel" not in banner, "no job to show"
+
+
+def test_in_mtls_mode_the_banner_and_start_line_say_so(
+    serve: Serve, pki: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="spaceone_job.app")
+    live = serve(
+        host="localhost",
+        tls_cert=str(pki["server"]),
+        tls_key=str(pki["server_key"]),
+        tls_client_ca=str(pki["ca"]),
+    )
+    banner = cli._banner(live.app, live.port)
+    assert "-plaintext" not in banner
+    assert f"-cacert {pki['ca']} -cert client.pem -key client.key" in banner
+    started = [r.getMessage() for r in caplog.records if "listening on" in r.getMessage()]
+    assert len(started) == 1 and "(mTLS)" in started[0], "one start-up line, saying mTLS"

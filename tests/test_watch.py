@@ -3,20 +3,27 @@ watchers holding no worker thread, and watchers told to reconnect at shutdown.""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from pymongo.errors import OperationFailure
 from spaceone.api.cost_analysis.v1 import job_pb2
 from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 from spaceone_job import auth
+from spaceone_job.app import ChangeFeed
+from spaceone_job.changes import ChangeHub
+from spaceone_job.store.store import JobStore
 
 from .conftest import Live, Serve, Token
 from .test_producer import create, report
@@ -181,3 +188,42 @@ def test_the_watch_command_follows_a_job_to_its_end(
     out, err = process.communicate(timeout=30)
     assert process.returncode == status, err
     assert out.strip().splitlines()[-1] == ("CANCELED" if cancel else "SUCCESS")
+
+
+class Streaming:
+    """A collection with a change stream of the given changes, or none (``refusal``)."""
+
+    def __init__(self, changes: list[dict[str, Any]], refusal: Exception | None = None) -> None:
+        self.changes, self.refusal = changes, refusal
+
+    @contextlib.contextmanager
+    def watch(self, pipeline: Any, full_document: str) -> Iterator[Iterator[dict[str, Any]]]:
+        if self.refusal is not None:
+            raise self.refusal
+        yield iter(self.changes)
+
+
+class Recording(ChangeHub):
+    def __init__(self) -> None:
+        super().__init__()
+        self.woken: list[str] = []
+
+    def notify(self, job_id: str) -> None:
+        self.woken.append(job_id)
+
+
+def test_a_change_stream_wakes_the_watchers_of_jobs_any_replica_changed() -> None:
+    changes: list[dict[str, Any]] = [
+        {"fullDocument": {"job_id": "job-000000000001"}},
+        {"fullDocument": {}},
+    ]
+    hub = Recording()
+    ChangeFeed(JobStore(Streaming(changes), "streaming"), hub).run()
+    assert hub.woken == ["job-000000000001"]
+
+
+def test_without_change_streams_watchers_re_read(caplog: pytest.LogCaptureFixture) -> None:
+    refusal = OperationFailure("The $changeStream stage is only supported on replica sets", 40573)
+    caplog.set_level(logging.INFO, logger="spaceone_job.app")
+    ChangeFeed(JobStore(Streaming([], refusal), "standalone"), ChangeHub()).run()
+    assert "watchers re-read on a timer" in caplog.text

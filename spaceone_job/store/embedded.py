@@ -38,6 +38,7 @@ from pymongo.errors import OperationFailure
 from spaceone_job.errors import ServiceError
 from spaceone_job.store.model import Job, Model
 from spaceone_job.store.store import (
+    ChangesUnavailable,
     Document,
     DuplicateJobId,
     JobStore,
@@ -262,6 +263,10 @@ class EmbeddedJobStore(JobStore):
     def ensure_indexes(self) -> list[str]:
         """Nothing to create: mongomock's indexes only slow inserts; see the class doc."""
         return []
+
+    def changed_ids(self) -> Iterator[str]:
+        """None here: one process holds the data, and its writes notify watchers directly."""
+        raise ChangesUnavailable("the embedded store notifies watchers in-process")
 
     def insert(self, documents: Sequence[Document], timeout: float | None = None) -> None:
         """Insert documents; an id already stored raises :class:`DuplicateJobId`."""

@@ -43,6 +43,10 @@ class DuplicateJobId(Exception):
     """An insert met an id (``job_id``, ``job_task_id``) that is already stored."""
 
 
+class ChangesUnavailable(Exception):
+    """The deployment has no change streams (a standalone server, the embedded store)."""
+
+
 class QueryRefused(Exception):
     """The database refused a query built from a caller's request (the stored values do not
     fit it); ``reason`` is the database's own text, for the log, and ``stage`` the index of the
@@ -237,6 +241,21 @@ class JobStore:
             for listener in self.listeners:
                 listener(doc["job_id"])
         return doc
+
+    def changed_ids(self) -> Iterator[str]:
+        """The ``job_id`` of each document as it changes, from a change stream (any replica's
+        writes); :class:`ChangesUnavailable` when the deployment has none."""
+        watched = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
+        try:
+            with self._collection.watch(watched, full_document="updateLookup") as stream:
+                for change in stream:
+                    job_id = (change.get("fullDocument") or {}).get("job_id")
+                    if isinstance(job_id, str):
+                        yield job_id
+        except (OperationFailure, NotImplementedError) as exc:
+            raise ChangesUnavailable(str(exc)) from exc
+        except PyMongoError as exc:  # the database went away: the feed ends, watchers re-read
+            raise _db_unavailable() from exc
 
     def update_many(self, filter: Document, changes: Document, timeout: float | None = None) -> int:
         """Apply ``changes`` to every match; how many changed."""
