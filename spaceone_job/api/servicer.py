@@ -46,6 +46,8 @@ def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Reques
         @functools.wraps(method)
         def handler(self: Servicer, request: Request, context: grpc.ServicerContext) -> Response:
             metadata = tuple(context.invocation_metadata())
+            error: errors.ServiceError | None = None
+            # The call's log line is written as the block ends: before the answer leaves.
             with observe.observed(method.__name__, dict(metadata)) as call:
                 try:
                     with self.gate.slot():
@@ -57,9 +59,10 @@ def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Reques
                     error = errors.as_service_error(exc)
                     call.code, call.error_code = error.status_code, error.code
                     call.reason = error.message
-                    errors.abort(context, error, call.trailing_metadata)
-                context.set_trailing_metadata(call.trailing_metadata)
-                return response
+            if error is not None:
+                errors.abort(context, error, call.trailing_metadata)
+            context.set_trailing_metadata(call.trailing_metadata)
+            return response
 
         return handler
 
