@@ -144,30 +144,38 @@ def test_twelve_workers_finish_one_jobs_tasks_at_once(live: Live, token: Token) 
     assert (job.status, job.remained_tasks) == (job_pb2.JobInfo.SUCCESS, 0)
 
 
-@pytest.mark.parametrize(
-    ("who", "expected"),
-    [
-        ("workspace member", grpc.StatusCode.PERMISSION_DENIED),
-        ("read-only admin", grpc.StatusCode.PERMISSION_DENIED),
-        ("owner elsewhere", grpc.StatusCode.PERMISSION_DENIED),
-        ("system without x_domain_id", grpc.StatusCode.INVALID_ARGUMENT),
-        ("no request_id", grpc.StatusCode.INVALID_ARGUMENT),
-        ("operator in options", grpc.StatusCode.INVALID_ARGUMENT),
-    ],
-)
-def test_who_may_create_and_how(live: Live, token: Token, who: str, expected: Any) -> None:
-    if who == "workspace member":
-        answer = create(live, token(auth.WORKSPACE_MEMBER))
-    elif who == "read-only admin":
-        answer = create(live, token(permissions=["cost-analysis:Job.read"]))
-    elif who == "owner elsewhere":
-        answer = create(live, token(auth.WORKSPACE_OWNER), workspace_id=WS2)
-    elif who == "system without x_domain_id":
-        answer = create(live, token(typ="SYSTEM_TOKEN"))
-    elif who == "no request_id":
-        answer = create(live, token(), request_id="")
-    else:
-        answer = create(live, token(), options={"$where": "1"})
+ATTEMPTS: dict[str, tuple[Any, grpc.StatusCode]] = {
+    "workspace member": (
+        lambda live, token: create(live, token(auth.WORKSPACE_MEMBER)),
+        grpc.StatusCode.PERMISSION_DENIED,
+    ),
+    "read-only admin": (
+        lambda live, token: create(live, token(permissions=["cost-analysis:Job.read"])),
+        grpc.StatusCode.PERMISSION_DENIED,
+    ),
+    "owner elsewhere": (
+        lambda live, token: create(live, token(auth.WORKSPACE_OWNER), workspace_id=WS2),
+        grpc.StatusCode.PERMISSION_DENIED,
+    ),
+    "system without x_domain_id": (
+        lambda live, token: create(live, token(typ="SYSTEM_TOKEN")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "no request_id": (
+        lambda live, token: create(live, token(), request_id=""),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    "operator in options": (
+        lambda live, token: create(live, token(), options={"$where": "1"}),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+}
+
+
+@pytest.mark.parametrize("who", list(ATTEMPTS))
+def test_who_may_create_and_how(live: Live, token: Token, who: str) -> None:
+    attempt, expected = ATTEMPTS[who]
+    answer = attempt(live, token)
     assert answer.code is expected, answer.details
 
 

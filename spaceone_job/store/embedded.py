@@ -181,6 +181,9 @@ class _BoundedPattern(Regex[str]):
             raise _Interrupted from None
 
 
+_REGEX_KEYS = ("$regex", "$options")
+
+
 def bounded(spec: Any, deadline: float) -> Any:
     """A filter with every ``{"$regex", "$options"}`` made a :class:`_BoundedPattern`."""
     if isinstance(spec, dict):
@@ -192,9 +195,6 @@ def bounded(spec: Any, deadline: float) -> Any:
     if isinstance(spec, list):
         return [bounded(item, deadline) for item in spec]
     return spec
-
-
-_REGEX_KEYS = ("$regex", "$options")
 
 
 def _value_at(doc: Any, parts: Sequence[str]) -> Any:
