@@ -49,6 +49,7 @@ class Served:
     health: health.aio.HealthServicer
     services: tuple[str, ...]
     loop: asyncio.AbstractEventLoop
+    pool: futures.ThreadPoolExecutor
     # Set before the loop stops: nothing may wait on it afterwards.
     stopped: bool = False
 
@@ -80,6 +81,13 @@ class Served:
         self.run(self.health.set(LIVENESS, NOT_SERVING))
         self.run(self.server.stop(grace_s))
         self.stopped = True
+        # A call cut off by the stop may still be running on the pool, and its answer goes
+        # through the loop: stopping the loop first would leave that thread waiting forever
+        # (and the process unable to exit). The loop stops once the pool is empty.
+        threading.Thread(target=self._close, name="grpc-loop-close", daemon=True).start()
+
+    def _close(self) -> None:
+        self.pool.shutdown(wait=True)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
@@ -177,12 +185,15 @@ def build_server(
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True).start()
 
+    pool = futures.ThreadPoolExecutor(
+        settings.max_concurrent_rpcs + REFUSING_THREADS, thread_name_prefix="rpc"
+    )
+
     async def bound() -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-        threads = settings.max_concurrent_rpcs + REFUSING_THREADS
         # No grpc-level call limit: grpc would refuse health and reflection too, without an
         # ERROR_* code. Job calls over the limit are refused by the servicers' gate, at once.
         server = grpc.aio.server(
-            migration_thread_pool=futures.ThreadPoolExecutor(threads, thread_name_prefix="rpc"),
+            migration_thread_pool=pool,
             options=[
                 ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
                 # A second server on a port in use must fail, not share the port and the calls.
@@ -212,4 +223,4 @@ def build_server(
     except StartError:
         loop.call_soon_threadsafe(loop.stop)
         raise
-    return Served(server, port, health_servicer, tuple(services), loop)
+    return Served(server, port, health_servicer, tuple(services), loop, pool)

@@ -25,6 +25,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 from spaceone_job import auth, cli, observe
 from spaceone_job.app import JOB_SERVICE, App
 from spaceone_job.config import Settings
+from spaceone_job.errors import ServiceError
 from spaceone_job.store.store import JobStore, connect
 
 from .conftest import Live, Serve, Token, together
@@ -141,6 +142,33 @@ def test_calls_over_the_limit_are_refused_and_health_still_answers(
     blocked.join(10)
     assert first[0].code is grpc.StatusCode.OK
     assert live.call("list", job_pb2.JobQuery(), token()).code is grpc.StatusCode.OK
+
+
+def test_a_call_cut_off_by_the_stop_leaves_no_thread_behind(
+    serve: Serve, token: Token, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A thread left waiting would keep the process from exiting after SIGTERM.
+    live = serve()
+    entered, release = threading.Event(), threading.Event()
+    workers: list[threading.Thread] = []
+
+    def slow_get(*args: Any, **kwargs: Any) -> Any:
+        workers.append(threading.current_thread())
+        entered.set()
+        release.wait(10)
+        raise ServiceError("ERROR_NOT_FOUND", "gone", resource_type="Job")
+
+    monkeypatch.setattr(live.app.service, "get", slow_get)
+    caller = threading.Thread(
+        target=live.call, args=("get", job_pb2.JobRequest(job_id="job-000000000001"), token())
+    )
+    caller.start()
+    assert entered.wait(10)
+    live.app.stop(0)  # the call outlives a grace period of 0
+    release.set()
+    caller.join(10)
+    workers[0].join(10)
+    assert not workers[0].is_alive()
 
 
 def test_two_replicas_on_one_store_cancel_once(
