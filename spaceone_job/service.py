@@ -148,17 +148,15 @@ class ReadService:
     def _run_list(self, plan: ListPlan, timeout: float) -> ListResult:
         if plan.stages is not None:
             return self._list_pipeline(plan, timeout)
-        total = self.store.count(plan.filter, timeout=timeout)
-        docs: list[Document] = []
-        if not plan.count_only and plan.skip < total:
-            docs = self.store.find(
-                plan.filter,
-                projection=plan.projection,
-                sort=plan.sort,
-                skip=plan.skip,
-                limit=plan.limit,
-                timeout=timeout,
-            )
+        docs, total = self.store.page(
+            plan.filter,
+            projection=plan.projection,
+            sort=plan.sort,
+            skip=plan.skip,
+            limit=plan.limit,
+            count_only=plan.count_only,
+            timeout=timeout,
+        )
         return ListResult(docs, total, plan.minimal)
 
     def _list_pipeline(self, plan: ListPlan, timeout: float) -> ListResult:

@@ -344,7 +344,7 @@ def scoped(store: JobStore, add: Callable[..., dict[str, Any]]) -> Iterator[list
             synced_accounts=[{"account_id": "1"}],
         )
     seen: list[Any] = []
-    for name in ("find_one", "find", "count", "aggregate", "update_one"):
+    for name in ("find_one", "find", "count", "page", "aggregate", "update_one"):
         original = getattr(store, name)
 
         def record(first: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:

@@ -258,14 +258,14 @@ def test_overload_is_refused_at_once_and_health_always_answers(
     live = serve()  # the default call limit: 64
     limit = live.app.settings.max_concurrent_rpcs
     entered, release = threading.Semaphore(0), threading.Event()
-    original = store.count
+    original = store.page
 
-    def slow_count(*args: Any, **kwargs: Any) -> Any:
+    def slow_page(*args: Any, **kwargs: Any) -> Any:
         entered.release()
         release.wait(30)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(store, "count", slow_count)
+    monkeypatch.setattr(store, "page", slow_page)
     stub = job_pb2_grpc.JobStub(live.channel)
     metadata = (("token", token()),)
     slow = [

@@ -309,6 +309,25 @@ def test_unwind_then_group_and_count_stage(
     assert results(stat(api, token, query))["results"] == [{"accounts": len(accounts)}]
 
 
+def test_a_group_without_keys_over_no_jobs_gives_no_row(
+    api: InProcess, token: Token, jobs: list[dict[str, Any]]
+) -> None:
+    # MongoDB's $group gives no row when no document reaches it (mongomock gave one of zeros).
+    fields = [
+        {"name": "n", "operator": "count"},
+        {"name": "t", "key": "total_tasks", "operator": "sum"},
+    ]
+    query = {
+        "filter": [{"k": "job_id", "v": "job-nope", "o": "eq"}],
+        "aggregate": [group([], fields)],
+    }
+    assert results(stat(api, token, query)).get("results", []) == []
+    query["filter"] = [{"k": "status", "v": "SUCCESS", "o": "eq"}]
+    successes = [j for j in jobs if j["status"] == "SUCCESS"]
+    expected = {"n": len(successes), "t": sum(j["total_tasks"] for j in successes)}
+    assert results(stat(api, token, query))["results"] == [expected]
+
+
 def test_push_add_to_set_first_last(
     api: InProcess, token: Token, jobs: list[dict[str, Any]]
 ) -> None:

@@ -20,6 +20,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2
 
 from spaceone_job.errors import ServiceError
 from spaceone_job.store import embedded
+from spaceone_job.store.stages import MAX_ROWS
 from spaceone_job.store.store import JobStore
 
 from .conftest import Answer, Live, Serve, Token
@@ -160,7 +161,7 @@ def test_an_unwind_past_the_row_cap_is_refused_before_it_runs(
     request = json_format.ParseDict({"query": {"aggregate": stages}}, job_pb2.JobStatQuery())
     answer = api.call("stat", request, token())
     assert answer.code is grpc.StatusCode.INVALID_ARGUMENT
-    assert str(embedded.MAX_ROWS) in answer.details
+    assert str(MAX_ROWS) in answer.details
 
 
 def test_the_watchdog_interrupts_again_when_an_interruption_is_swallowed() -> None:

@@ -10,7 +10,7 @@ limits do on a real server:
 - A :class:`Watchdog` interrupts the thread of a scan or pipeline that outlives its deadline
   (mongomock is pure Python, so the interruption lands at the next bytecode).
 - ``$unwind`` is run here, sharing rather than deep-copying the rest of each row, and refuses
-  to produce more than :data:`MAX_ROWS` rows.
+  to produce more than :data:`~spaceone_job.store.stages.MAX_ROWS` rows.
 
 The filters and pipelines are the same standard MongoDB documents a real server receives; only
 how they are evaluated differs.
@@ -26,16 +26,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 import regex
-from bson import ObjectId, Regex
+from bson import Regex
 from mongomock.aggregate import _PIPELINE_HANDLERS
 from mongomock.filtering import filter_applies
 from pymongo.errors import OperationFailure
 
-from spaceone_job.errors import ServiceError
+from spaceone_job.store import stages
 from spaceone_job.store.model import Job, Model
 from spaceone_job.store.store import (
     ChangesUnavailable,
@@ -59,8 +58,6 @@ _REFUSALS = (
     ArithmeticError,
     NotImplementedError,
 )
-# The most rows one pipeline stage may produce here (MongoDB bounds a stage by its memory).
-MAX_ROWS = 250_000
 REFIRE_S = 0.05
 _FLAGS = {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL, "x": regex.VERBOSE}
 
@@ -197,46 +194,6 @@ def bounded(spec: Any, deadline: float) -> Any:
     return spec
 
 
-def _value_at(doc: Any, parts: Sequence[str]) -> Any:
-    for part in parts:
-        if not isinstance(doc, dict):
-            return None
-        doc = doc.get(part)
-    return doc
-
-
-def _replaced(doc: Document, parts: Sequence[str], item: Any) -> Document:
-    head, *rest = parts
-    row = dict(doc)
-    row[head] = _replaced(doc[head], rest, item) if rest else item
-    return row
-
-
-def mongo_sum(value: Any) -> int | float:
-    """MongoDB's ``$sum`` of one operand: an array's numbers summed, a number, otherwise 0."""
-    items = value if isinstance(value, list) else [value]
-    numbers = [v for v in items if isinstance(v, int | float) and not isinstance(v, bool)]
-    return sum(numbers)
-
-
-def unwind(rows: list[Document], path: str) -> list[Document]:
-    """MongoDB's ``$unwind`` of ``$path``: one row per element; missing, null and empty arrays
-    give no row, any other value one. Rows share what they do not replace."""
-    parts = path.removeprefix("$").split(".")
-    out: list[Document] = []
-    for row in rows:
-        value = _value_at(row, parts)
-        items = value if isinstance(value, list) else [] if value is None else [value]
-        if len(out) + len(items) > MAX_ROWS:
-            raise ServiceError(
-                "ERROR_INVALID_PARAMETER",
-                f"An unwind would produce more than {MAX_ROWS} rows; narrow the query.",
-                key="unwind",
-            )
-        out.extend(_replaced(row, parts, item) for item in items)
-    return out
-
-
 class EmbeddedJobStore(JobStore):
     """The in-process mongomock store (development and tests), made to behave like MongoDB.
 
@@ -350,7 +307,30 @@ class EmbeddedJobStore(JobStore):
         limit: int,
         timeout: float,
     ) -> list[Document]:
-        """Documents matching ``filter``, sorted and paged, within ``timeout``.
+        """Documents matching ``filter``, sorted and paged, within ``timeout``."""
+        docs, _ = self.page(
+            filter,
+            projection=projection,
+            sort=sort,
+            skip=skip,
+            limit=limit,
+            count_only=False,
+            timeout=timeout,
+        )
+        return docs
+
+    def page(
+        self,
+        filter: Document,
+        *,
+        projection: Mapping[str, Any] | None,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int,
+        count_only: bool,
+        timeout: float,
+    ) -> tuple[list[Document], int]:
+        """One page of the documents matching ``filter`` and how many match, from one scan.
 
         mongomock copies every match and sorts with a slow BSON comparator before it pages. Here
         the matches are sorted on scalar keys in BSON order without copying, and only the page is
@@ -358,13 +338,15 @@ class EmbeddedJobStore(JobStore):
         mongomock's own path.
         """
 
-        def work(deadline: float) -> list[Document]:
+        def work(deadline: float) -> tuple[list[Document], int]:
             matches = list(self._matches(filter, deadline))
+            if count_only or skip >= len(matches):
+                return [], len(matches)
             try:
                 for path, direction in reversed(sort):
-                    matches.sort(key=_sort_key(path), reverse=direction < 0)
-            except _NotScalar:
-                return super(EmbeddedJobStore, self).find(
+                    matches.sort(key=stages.sort_key(path), reverse=direction < 0)
+            except stages.NotRanked:
+                docs = super(EmbeddedJobStore, self).find(
                     bounded(filter, deadline),
                     projection=projection,
                     sort=sort,
@@ -372,22 +354,37 @@ class EmbeddedJobStore(JobStore):
                     limit=limit,
                     timeout=max(deadline - time.monotonic(), 0.001),
                 )
-            page = matches[skip : skip + limit if limit else None]
-            if not projection:
-                return [without_id(doc) for doc in page]
-            ids = [doc["_id"] for doc in page]
-            shown = {**projection, "_id": 1}
-            found = {d["_id"]: d for d in self._collection.find({"_id": {"$in": ids}}, shown)}
-            return [without_id(found[i]) for i in ids]
+                return docs, len(matches)
+            shown = matches[skip : skip + limit if limit else None]
+            return self._shown(shown, projection), len(matches)
 
         return WATCHDOG.run(timeout, work)
 
+    def _shown(self, page: list[Document], projection: Mapping[str, Any] | None) -> list[Document]:
+        """Copies of ``page``, projected by mongomock when asked."""
+        if not projection:
+            return [without_id(doc) for doc in page]
+        ids = [doc["_id"] for doc in page]
+        shown = {**projection, "_id": 1}
+        found = {d["_id"]: d for d in self._collection.find({"_id": {"$in": ids}}, shown)}
+        return [without_id(found[i]) for i in ids]
+
     def aggregate(self, pipeline: Sequence[Document], *, timeout: float) -> list[Document]:
-        """Run an aggregation pipeline within ``timeout``; see the module doc for how."""
+        """Run an aggregation pipeline within ``timeout``; see the module doc for how.
+
+        Leading ``$match`` stages read the stored documents in place; only the rows they let
+        through are copied for the stages after them, one level deep (the stages here build new
+        rows rather than change nested values; a dotted ``$addFields`` would, so then the rows
+        are copied whole).
+        """
 
         def work(deadline: float) -> list[Document]:
-            rows = [copied(doc) for doc in self._stored()]
+            rows = self._stored()
+            copy = copied if any(_writes_nested(stage) for stage in pipeline) else dict
+            shared = True
             for index, stage in enumerate(pipeline):
+                if shared and "$match" not in stage:
+                    rows, shared = [copy(row) for row in rows], False
                 try:
                     rows = self._stage(rows, stage, deadline)
                 except _REFUSALS as exc:
@@ -401,11 +398,11 @@ class EmbeddedJobStore(JobStore):
 
     def _stage(self, rows: list[Document], stage: Document, deadline: float) -> list[Document]:
         ((operator, options),) = stage.items()
-        if operator == "$unwind":
-            return unwind(rows, options)
         if operator == "$match":
             spec = bounded(options, deadline)
             return [row for row in rows if filter_applies(spec, row)]
+        if operator in _OWN_STAGES:
+            return _OWN_STAGES[operator](rows, options)
         if operator == "$project":
             return self._project(rows, options)
         handler = _PIPELINE_HANDLERS[operator]
@@ -427,7 +424,7 @@ class EmbeddedJobStore(JobStore):
             out = [{"_id": row["_id"]} if keep_id and "_id" in row else {} for row in rows]
         for row, projected in zip(rows, out, strict=True):
             for name, parts in sums.items():
-                projected[name] = mongo_sum(_value_at(row, parts))
+                projected[name] = stages.mongo_sum(stages.value_at(row, parts))
         return out
 
     def drop(self) -> None:
@@ -437,39 +434,17 @@ class EmbeddedJobStore(JobStore):
             self._ids.clear()
 
 
-class _NotScalar(Exception):
-    """A sort value this store cannot order by itself (an array or a document)."""
+# Stages evaluated here rather than by mongomock (see stages.py for why).
+_OWN_STAGES: dict[str, Callable[[list[Document], Any], list[Document]]] = {
+    "$unwind": stages.unwind,
+    "$group": stages.group,
+}
 
 
-# BSON's order across types: null (and missing) < numbers < strings < ObjectId < bool < dates.
-def _bson_rank(value: Any) -> tuple[int, Any]:
-    if value is None:
-        return (1, 0)
-    if isinstance(value, bool):
-        return (8, value)
-    if isinstance(value, int | float):
-        return (2, value)
-    if isinstance(value, str):
-        return (3, value)
-    if isinstance(value, ObjectId):
-        return (7, value.binary)
-    if isinstance(value, datetime):
-        return (9, value)
-    raise _NotScalar
-
-
-def _sort_key(path: str) -> Callable[[Document], tuple[int, Any]]:
-    parts = path.split(".")
-
-    def key(doc: Document) -> tuple[int, Any]:
-        value: Any = doc
-        for part in parts:
-            if isinstance(value, list):
-                raise _NotScalar
-            value = value.get(part) if isinstance(value, dict) else None
-        return _bson_rank(value)
-
-    return key
+def _writes_nested(stage: Document) -> bool:
+    """Whether a stage sets a field inside a nested document (mongomock does that in place)."""
+    ((operator, options),) = stage.items()
+    return operator in ("$addFields", "$set") and any("." in name for name in options)
 
 
 def _pinned_id(filter: Document, key: str) -> str | None:

@@ -194,6 +194,27 @@ class JobStore:
             )
             return list(cursor)
 
+    def page(
+        self,
+        filter: Document,
+        *,
+        projection: Mapping[str, Any] | None,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int,
+        count_only: bool,
+        timeout: float,
+    ) -> tuple[list[Document], int]:
+        """One page of the documents matching ``filter`` (none when ``count_only`` or when the
+        page starts past the last match) and how many match in all."""
+        total = self.count(filter, timeout=timeout)
+        if count_only or skip >= total:
+            return [], total
+        docs = self.find(
+            filter, projection=projection, sort=sort, skip=skip, limit=limit, timeout=timeout
+        )
+        return docs, total
+
     def count(self, filter: Document, *, timeout: float) -> int:
         """How many documents match ``filter``."""
         with self._call(timeout), self.refusals():
