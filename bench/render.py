@@ -52,9 +52,8 @@ def per_document_info(vo: Any) -> job_pb2.JobInfo:
         "total_tasks": vo.total_tasks,
         "remained_tasks": vo.remained_tasks,
         "changed": [
-            job_pb2.ChangedInfo(
-                start=c.start, end=c.end, filter=as_struct(dict(c.filter)) if c.filter else None
-            )
+            # As upstream: the filter is always there, an empty Struct when the dict is empty.
+            job_pb2.ChangedInfo(start=c.start, end=c.end, filter=as_struct(dict(c.filter or {})))
             for c in vo.changed
         ],
         "synced_accounts": [

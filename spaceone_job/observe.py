@@ -7,6 +7,7 @@ metadata (or makes one), returns it in the trailing metadata, and on the way out
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -101,6 +102,26 @@ def configure_logging(level: str, log_format: str) -> None:
     root.setLevel(level.upper())
 
 
+class _Line:
+    """A call's fields as the text of its log line, made only when a text formatter asks (the
+    JSON formatter writes the fields themselves)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return json.dumps(self.fields, separators=(",", ":"))
+
+
+@functools.cache
+def _series(method: str, code: str) -> tuple[Any, Any]:
+    """The call counter and latency histogram of one method and code (labels() looks them up
+    under a lock on every call; they never change)."""
+    return CALLS.labels(method, code), LATENCY.labels(method)
+
+
 @contextmanager
 def observed(method: str, metadata: Mapping[str, str]) -> Iterator[Call]:
     """Measure, count and log one call."""
@@ -111,8 +132,9 @@ def observed(method: str, metadata: Mapping[str, str]) -> Iterator[Call]:
     finally:
         IN_FLIGHT.dec()
         elapsed = time.perf_counter() - call.started
-        CALLS.labels(method, call.code.name).inc()
-        LATENCY.labels(method).observe(elapsed)
+        calls, latency = _series(method, call.code.name)
+        calls.inc()
+        latency.observe(elapsed)
         if call.error_code in _DB_ERROR_CODES:
             DB_ERRORS.labels(call.error_code).inc()
         fields = {
@@ -125,7 +147,7 @@ def observed(method: str, metadata: Mapping[str, str]) -> Iterator[Call]:
         }
         if call.reason:
             fields["reason"] = call.reason
-        LOG.info(json.dumps(fields, separators=(",", ":")), extra={FIELDS: fields})
+        LOG.info("%s", _Line(fields), extra={FIELDS: fields})
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -84,45 +84,50 @@ def _as_list(value: Any) -> list[Mapping[str, Any]]:
 
 def job_info(doc: Document, minimal: bool = False) -> job_pb2.JobInfo:
     """A stored job as ``JobInfo``; ``minimal`` keeps upstream's short form."""
-    info = job_pb2.JobInfo()
+    info = job_pb2.JobInfo(**_scalars(doc, minimal, JOB))
     _fill_job(info, doc, minimal)
     return info
 
 
 def job_task_info(doc: Document, minimal: bool = False) -> job_task_pb2.JobTaskInfo:
     """A stored job task as ``JobTaskInfo``; ``minimal`` keeps upstream's short form."""
-    info = job_task_pb2.JobTaskInfo()
+    info = job_task_pb2.JobTaskInfo(**_scalars(doc, minimal, JOB_TASK))
     _fill_task(info, doc, minimal)
     return info
 
 
-def _fill(info: Any, doc: Document, minimal: bool, shape: Shape) -> None:
-    """The fields every message type has, as ``shape`` says."""
+def _scalars(doc: Document, minimal: bool, shape: Shape) -> dict[str, Any]:
+    """The scalar fields every message type has, as ``shape`` says, to construct it with (one
+    call into protobuf rather than one per field)."""
 
     def shown(name: str) -> bool:
         return not minimal or name in shape.minimal
 
     # Values of the wrong type (a hand-edited database) are left unset, never a failed call.
+    out: dict[str, Any] = {}
     for name in shape.strings:
         value = doc.get(name)
         if isinstance(value, str) and shown(name):
-            setattr(info, name, value)
+            out[name] = value
     for name in shape.ints:
         value = doc.get(name)
         if isinstance(value, int) and _INT32_MIN <= value <= _INT32_MAX and shown(name):
-            setattr(info, name, value)
+            out[name] = value
     for name in shape.times:
         value = doc.get(name)
         if isinstance(value, datetime) and shown(name):
-            setattr(info, name, timestamp(value))
+            out[name] = timestamp(value)
     status = shape.statuses.get(doc.get("status") or "")
     if status is not None:
-        info.status = status
-    if minimal:
-        return
-    resource_group = shape.resource_groups.get(doc.get("resource_group") or "")
-    if resource_group is not None:
-        info.resource_group = resource_group
+        out["status"] = status
+    if not minimal:
+        resource_group = shape.resource_groups.get(doc.get("resource_group") or "")
+        if resource_group is not None:
+            out["resource_group"] = resource_group
+    return out
+
+
+def _fill_options(info: Any, doc: Document) -> None:
     options = doc.get("options")
     if isinstance(options, Mapping):
         info.options.SetInParent()  # an empty dict is an empty Struct, present, as upstream
@@ -137,9 +142,9 @@ def _fill_changed(item: job_pb2.ChangedInfo, changed: Mapping[str, Any]) -> None
 
 
 def _fill_job(info: job_pb2.JobInfo, doc: Document, minimal: bool) -> None:
-    _fill(info, doc, minimal, JOB)
     if minimal:
         return
+    _fill_options(info, doc)
     for changed in _as_list(doc.get("changed")):
         _fill_changed(info.changed.add(), changed)
     for account in _as_list(doc.get("synced_accounts")):
@@ -147,9 +152,11 @@ def _fill_job(info: job_pb2.JobInfo, doc: Document, minimal: bool) -> None:
 
 
 def _fill_task(info: job_task_pb2.JobTaskInfo, doc: Document, minimal: bool) -> None:
-    _fill(info, doc, minimal, JOB_TASK)
+    if minimal:
+        return
+    _fill_options(info, doc)
     changed = doc.get("changed")
-    if not minimal and isinstance(changed, Mapping):
+    if isinstance(changed, Mapping):
         _fill_changed(info.changed, changed)
 
 
@@ -162,7 +169,7 @@ def jobs_info(docs: Iterable[Document], total_count: int, minimal: bool) -> job_
     """A page of jobs and the count before paging (each filled in place, never copied)."""
     page = job_pb2.JobsInfo(total_count=total_count)
     for doc in docs:
-        _fill_job(page.results.add(), doc, minimal)
+        _fill_job(page.results.add(**_scalars(doc, minimal, JOB)), doc, minimal)
     return page
 
 
@@ -172,7 +179,7 @@ def job_tasks_info(
     """A page of job tasks and the count before paging."""
     page = job_task_pb2.JobTasksInfo(total_count=total_count)
     for doc in docs:
-        _fill_task(page.results.add(), doc, minimal)
+        _fill_task(page.results.add(**_scalars(doc, minimal, JOB_TASK)), doc, minimal)
     return page
 
 

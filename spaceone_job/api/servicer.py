@@ -39,6 +39,15 @@ def remaining(context: grpc.ServicerContext) -> float | None:
     return None if left is None or left > _NO_DEADLINE_S else max(float(left), 0.0)
 
 
+def countdown(context: grpc.ServicerContext) -> Callable[[], float | None]:
+    """Seconds left before the client's deadline, asked of grpc once (None: no deadline)."""
+    left = remaining(context)
+    if left is None:
+        return lambda: None
+    deadline = time.monotonic() + left
+    return lambda: max(deadline - time.monotonic(), 0.0)
+
+
 def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Request, Response]]:
     """Authenticate, authorize ``permission``, run the method, map any failure to a status."""
 
@@ -46,15 +55,16 @@ def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Reques
         @functools.wraps(method)
         def handler(self: Servicer, request: Request, context: grpc.ServicerContext) -> Response:
             metadata = tuple(context.invocation_metadata())
+            left = countdown(context)
             error: errors.ServiceError | None = None
             # The call's log line is written as the block ends: before the answer leaves.
             with observe.observed(method.__name__, dict(metadata)) as call:
                 try:
                     with self.gate.slot():
-                        caller = self.authenticator.authenticate(metadata, remaining(context))
+                        caller = self.authenticator.authenticate(metadata, left())
                         call.domain_id = caller.domain_id
                         auth.authorize(caller, permission)
-                        response = method(self, request, caller, remaining(context))
+                        response = method(self, request, caller, left())
                 except Exception as exc:
                     error = errors.as_service_error(exc)
                     call.code, call.error_code = error.status_code, error.code

@@ -251,9 +251,10 @@ class EmbeddedJobStore(JobStore):
         pinned = _pinned_id(filter, self.key)
         if pinned is None:
             return False, None
-        try:
-            stored: Document = self._collection._store[self._ids[pinned]]
-        except KeyError:
+        # A plain dict read (atomic under the interpreter lock): mongomock's own item access takes
+        # a reader lock and checks expiry indexes, which cost more than the lookup (no TTL here).
+        stored: Document | None = self._collection._store._documents.get(self._ids.get(pinned))
+        if stored is None:
             return True, None
         return True, stored if filter_applies(filter, stored) else None
 
