@@ -2,12 +2,16 @@
 
 For each size it seeds the embedded store, starts ``spaceone-job serve`` in its own process,
 records our answer to every scenario, starts the ceiling (a bare grpcio servicer answering those
-same bytes), and drives both from a separate client process at concurrency 1 and 8. Then it runs
-the rendering micro-benchmark and writes ``bench/RESULTS.md``.
+same bytes), and drives both from a separate client process at concurrency 1 and 8. At the first
+size it then serves the same jobs from a store of canned answers (``bench/canned.py``) to show the
+service's own cost per call. Then it runs the rendering micro-benchmark and prints the report,
+with ``bench/reading.md`` (how to read it) at its end; ``--record`` writes it to
+``bench/RESULTS.md``, with the RPS of the report it replaces beside each row.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pickle
@@ -34,6 +38,9 @@ SIZES = tuple(int(n) for n in os.environ.get("BENCH_SIZES", "1000,10000").split(
 CONCURRENCY = (1, 8)
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2"))
 THREADS = 64 + 8  # our default: --max-concurrent-rpcs 64 plus the refusing threads
+# The scenarios run again on a server whose store answers from memory (bench/canned.py).
+CANNED = ("get", "list 20", "list, 3 conditions, 50", "stat status x month")
+Results = dict[tuple[str, int], dict[str, Any]]
 
 
 def seed_jobs(n: int, now: datetime) -> list[dict[str, Any]]:
@@ -103,22 +110,22 @@ def scenarios(jobs: list[dict[str, Any]]) -> dict[str, tuple[str, list[Any]]]:
         },
         job_pb2.JobStatQuery(),
     )
-    three_conditions = {
-        "query": {
-            "filter": [
-                {"k": "status", "o": "in", "v": ["SUCCESS", "FAILURE"]},
-                {"k": "created_at", "o": "timediff_gte", "v": "now-90d"},
-                {"k": "data_source_id", "o": "eq", "v": SOURCES[0]},
-            ],
-            "page": {"limit": 20},
-        }
-    }
+
+    def three_conditions(limit: int) -> Any:
+        conditions = [
+            {"k": "status", "o": "in", "v": ["SUCCESS", "FAILURE"]},
+            {"k": "created_at", "o": "timediff_gte", "v": "now-90d"},
+            {"k": "data_source_id", "o": "eq", "v": SOURCES[0]},
+        ]
+        return query({"query": {"filter": conditions, "page": {"limit": limit}}})
+
     return {
         "get": ("get", [job_pb2.JobRequest(job_id=j) for j in finished]),
         "list 20": ("list", [query({"query": {"page": {"limit": 20}}})]),
         "list 100": ("list", [query({"query": {"page": {"limit": 100}}})]),
         "list 1000": ("list", [query({"query": {"page": {"limit": 1000}}})]),
-        "list, 3 conditions": ("list", [query(three_conditions)]),
+        "list, 3 conditions": ("list", [three_conditions(20)]),
+        "list, 3 conditions, 50": ("list", [three_conditions(50)]),
         "stat status x month": ("stat", [stat]),
         # Last: it changes the data. Each running job is canceled once, then calls repeat.
         "cancel": ("cancel", [job_pb2.JobRequest(job_id=j) for j in running]),
@@ -157,26 +164,21 @@ def drive(target: str, method: str, requests: Path, token: str, concurrency: int
     return result
 
 
-def bench_size(n: int, work: Path) -> dict[tuple[str, int], dict[str, Any]]:
-    """Every scenario at both concurrencies, ours and the ceiling's."""
+def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+
+
+def bench_size(n: int, work: Path, canned: bool) -> tuple[Results, Results]:
+    """Every scenario at both concurrencies, ours and the ceiling's; with ``canned``, also the
+    server on a store of canned answers (:mod:`canned`) in the scenarios of CANNED."""
     now = datetime.now(UTC).replace(tzinfo=None)
     jobs = seed_jobs(n, now)
     seed_file = work / f"seed-{n}.jsonl"
     seed_file.write_text("".join(json.dumps(j) + "\n" for j in jobs))
     state = work / "state"
     port, ceiling_port = free_port(), free_port()
-    ours = subprocess.Popen(
-        [
-            str(BIN / "spaceone-job"),
-            "serve",
-            "--host=127.0.0.1",
-            f"--port={port}",
-            f"--seed={seed_file}",
-            f"--state-dir={state}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(work / f"server-{n}.log").open("w"),
-    )
+    serve = [str(BIN / "spaceone-job"), "serve", "--host=127.0.0.1", f"--port={port}"]
+    ours = start([*serve, f"--seed={seed_file}", f"--state-dir={state}"], work / f"server-{n}.log")
     ceiling = None
     try:
         wait_ready(f"127.0.0.1:{port}")
@@ -204,7 +206,7 @@ def bench_size(n: int, work: Path) -> dict[tuple[str, int], dict[str, Any]]:
         cancel_sample.status = job_pb2.JobInfo.CANCELED
         responses[("cancel", b"")] = cancel_sample
         (work / "responses.pickle").write_bytes(pickle.dumps(responses))
-        ceiling = subprocess.Popen(
+        ceiling = start(
             [
                 sys.executable,
                 str(HERE / "ceiling.py"),
@@ -212,13 +214,13 @@ def bench_size(n: int, work: Path) -> dict[tuple[str, int], dict[str, Any]]:
                 f"--responses={work / 'responses.pickle'}",
                 f"--threads={THREADS}",
             ],
-            stdout=subprocess.DEVNULL,
+            work / "ceiling.log",
         )
         wait_ready(f"127.0.0.1:{ceiling_port}")
-        results: dict[tuple[str, int], dict[str, Any]] = {}
+        results: Results = {}
         chosen = os.environ.get("BENCH_ONLY", "")
         for name, (method, _) in plan.items():
-            if chosen and name not in chosen.split(","):
+            if chosen and name not in chosen.split(";"):
                 continue
             for concurrency in CONCURRENCY:
                 mine = drive(f"127.0.0.1:{port}", method, files[name], token, concurrency)
@@ -229,7 +231,29 @@ def bench_size(n: int, work: Path) -> dict[tuple[str, int], dict[str, Any]]:
                     f"(ceiling {bare['rps']:8.0f})",
                     flush=True,
                 )
-        return results
+        canned_results: Results = {}
+        if canned:
+            ours.terminate()
+            ours.wait(30)
+            ours = start(
+                [
+                    sys.executable,
+                    str(HERE / "canned.py"),
+                    f"--port={port}",
+                    f"--seed={seed_file}",
+                    f"--state-dir={state}",
+                ],
+                work / "canned.log",
+            )
+            wait_ready(f"127.0.0.1:{port}")
+            for name, concurrency in itertools.product(CANNED, CONCURRENCY):
+                if (name, concurrency) in results:
+                    method = plan[name][0]
+                    mine = drive(f"127.0.0.1:{port}", method, files[name], token, concurrency)
+                    bare = results[(name, concurrency)]["ceiling"]
+                    canned_results[(name, concurrency)] = {"ours": mine, "ceiling": bare}
+                    print(f"canned  {name:<22} c={concurrency}  {mine['rps']:8.0f} rps", flush=True)
+        return results, canned_results
     finally:
         for process in (ours, ceiling):
             if process is not None:
@@ -247,8 +271,28 @@ def machine() -> str:
     )
 
 
-def report(results: dict[int, dict[tuple[str, int], dict[str, Any]]], render: str) -> str:
+def rps(value: float) -> str:
+    """Requests per second as the report shows them: a decimal below 10."""
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def recorded(path: Path) -> dict[tuple[str, str, str], float]:
+    """The RPS of each (scenario, concurrency, jobs) row of a report written before."""
+    rows: dict[tuple[str, str, str], float] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            if len(cells) >= 4 and cells[1].isdigit():
+                try:
+                    rows[(cells[0], cells[1], cells[2])] = float(cells[3])
+                except ValueError:  # not a row of the first table
+                    continue
+    return rows
+
+
+def report(results: dict[int, Results], canned: Results, render: str) -> str:
     small, large = SIZES
+    before = recorded(HERE / "RESULTS.md")
     lines = [
         "# Benchmark results",
         "",
@@ -257,10 +301,13 @@ def report(results: dict[int, dict[tuple[str, int], dict[str, Any]]], render: st
         f"Each cell: {SECONDS:g} s of back-to-back calls from one client process (threads =",
         "concurrency); server and client share the machine's cores. Ceiling: a bare grpcio",
         "servicer returning our own recorded responses (same bytes), same thread-pool size.",
+        "Before: the RPS in the report this one replaced (same scenario, size and concurrency).",
+        "",
+        "## The embedded store",
         "",
         "| scenario | conc. | jobs | RPS | p50 ms | p99 ms | ceiling RPS | % of ceiling"
-        " | RPS at 10k / 1k |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " | RPS at 10k / 1k | before | change |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, concurrency in results[small]:
         for n in SIZES:
@@ -270,11 +317,14 @@ def report(results: dict[int, dict[tuple[str, int], dict[str, Any]]], render: st
                 results[large][(name, concurrency)]["ours"]["rps"]
                 / results[small][(name, concurrency)]["ours"]["rps"]
             )
+            old = before.get((name, str(concurrency), f"{n:,}"))
+            change = f"{ours['rps'] / old:.2f}x" if old else "new"
             lines.append(
-                f"| {name} | {concurrency} | {n:,} | {ours['rps']:.0f} | {ours['p50_ms']:.2f} | "
-                f"{ours['p99_ms']:.2f} | {ceiling['rps']:.0f} | "
+                f"| {name} | {concurrency} | {n:,} | {rps(ours['rps'])} | {ours['p50_ms']:.2f} | "
+                f"{ours['p99_ms']:.2f} | {rps(ceiling['rps'])} | "
                 f"{100 * ours['rps'] / ceiling['rps']:.0f} % | "
-                f"{growth:.2f} |" + (f" errors: {ours['errors']}" if ours["errors"] else "")
+                f"{growth:.2f} | {rps(old) if old else '-'} | {change} |"
+                + (f" errors: {ours['errors']}" if ours["errors"] else "")
             )
     get_share = (
         results[small][("get", 1)]["ours"]["rps"] / results[small][("get", 1)]["ceiling"]["rps"]
@@ -284,34 +334,40 @@ def report(results: dict[int, dict[tuple[str, int], dict[str, Any]]], render: st
         "**Target `get` >= 60 % of the ceiling at 1,000 jobs (concurrency 1):"
         f" {100 * get_share:.0f} %.**",
         "",
-        render,
+        "## The service's own cost: a store with canned answers",
         "",
-        "## Reading the growth column",
+        f"The same server at {small:,} jobs, its store answering each query with rows computed"
+        " once",
+        "(`bench/canned.py`): tokens, the call gate, compiling, the service's rules, rendering,",
+        "logging, metrics and gRPC remain, the query does not. Service cost: microseconds per",
+        "call beyond the ceiling's at concurrency 1.",
         "",
-        "The embedded store (mongomock) has no indexes: every query scans the whole collection in",
-        "Python, so list and stat slow down roughly in proportion to the number of jobs (the",
-        "`RPS at 10k / 1k` column), and `get` too, since it filters by `job_id` by scanning.",
-        "On real MongoDB the indexes this service creates change that: `get` and `cancel` use the",
-        "unique `job_id` index, list pages walk the `domain_id, ..., created_at` compound"
-        " indexes in",
-        "order and stop after the page, and only `total_count` and `stat` touch every matching",
-        "document (in the database, not in Python). Expect `get`, `cancel` and `list` pages to be",
-        "flat in the collection size there, and `stat` to grow with the jobs it aggregates.",
-        "",
-        "`cancel` runs last: each running job is canceled once, then the calls repeat on canceled",
-        "jobs (the idempotent path: one conditional update that misses, then one read).",
+        "| scenario | conc. | RPS | p50 ms | ceiling RPS | % of ceiling | service cost µs |",
+        "|---|---|---|---|---|---|---|",
     ]
+    for (name, concurrency), cell in canned.items():
+        ours, ceiling = cell["ours"], cell["ceiling"]
+        cost = f"{1e6 / ours['rps'] - 1e6 / ceiling['rps']:.0f}" if concurrency == 1 else ""
+        lines.append(
+            f"| {name} | {concurrency} | {rps(ours['rps'])} | {ours['p50_ms']:.2f} | "
+            f"{rps(ceiling['rps'])} | {100 * ours['rps'] / ceiling['rps']:.0f} % | {cost} |"
+        )
+    lines += ["", render, "", (HERE / "reading.md").read_text().rstrip()]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     """Run every scenario; print the report, and record it in bench/RESULTS.md with --record."""
+    results: dict[int, Results] = {}
+    canned: Results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results = {n: bench_size(n, Path(tmp)) for n in SIZES}
+        for n in SIZES:
+            results[n], found = bench_size(n, Path(tmp), canned=n == SIZES[0])
+            canned.update(found)
     render = subprocess.run(
         [sys.executable, str(HERE / "render.py")], capture_output=True, text=True, check=True
     ).stdout
-    text = report(results, render)
+    text = report(results, canned, render)
     if "--record" in sys.argv[1:]:
         (HERE / "RESULTS.md").write_text(text)
     print(text)
