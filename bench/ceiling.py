@@ -1,12 +1,16 @@
 """The ceiling: a bare grpcio Job servicer that answers every call with a prebuilt response.
 
 It measures what Python gRPC itself costs for responses of the same sizes as ours, so the bench
-can report our throughput as a share of it.
+can report our throughput as a share of it. ``--shape sync`` is grpcio's thread-pool server;
+``--shape aio`` is our server's shape: an asyncio server running these same plain handlers on a
+thread pool (what lets a watch stream wait without holding a thread, at the price of a hand-off
+between threads on every call).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import pickle
 import signal
 import threading
@@ -42,22 +46,42 @@ class Prebuilt(job_pb2_grpc.JobServicer):
         return self._answer("stat", request)
 
 
-def main() -> None:
-    args = argparse.ArgumentParser(description=__doc__)
-    args.add_argument("--port", type=int, required=True)
-    args.add_argument("--responses", type=Path, required=True, help="pickle of prebuilt responses")
-    args.add_argument("--threads", type=int, required=True)
-    options = args.parse_args()
-    responses = pickle.loads(options.responses.read_bytes())
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=options.threads))
-    job_pb2_grpc.add_JobServicer_to_server(Prebuilt(responses), server)
-    server.add_insecure_port(f"127.0.0.1:{options.port}")
+def serve_sync(servicer: Prebuilt, port: int, threads: int) -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
+    job_pb2_grpc.add_JobServicer_to_server(servicer, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print("ready", flush=True)
     stop.wait()
     server.stop(0)
+
+
+async def serve_aio(servicer: Prebuilt, port: int, threads: int) -> None:
+    server = grpc.aio.server(migration_thread_pool=futures.ThreadPoolExecutor(threads))
+    job_pb2_grpc.add_JobServicer_to_server(servicer, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    await server.stop(0)
+
+
+def main() -> None:
+    args = argparse.ArgumentParser(description=__doc__)
+    args.add_argument("--port", type=int, required=True)
+    args.add_argument("--responses", type=Path, required=True, help="pickle of prebuilt responses")
+    args.add_argument("--threads", type=int, required=True)
+    args.add_argument("--shape", choices=("sync", "aio"), default="sync")
+    options = args.parse_args()
+    servicer = Prebuilt(pickle.loads(options.responses.read_bytes()))
+    if options.shape == "aio":
+        asyncio.run(serve_aio(servicer, options.port, options.threads))
+    else:
+        serve_sync(servicer, options.port, options.threads)
 
 
 if __name__ == "__main__":
