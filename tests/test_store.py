@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import mongomock.collection
 import pytest
 from pymongo.errors import OperationFailure
 
@@ -47,6 +48,30 @@ def test_lookups_of_one_job_apply_the_whole_filter(
         {"job_id": "job-000000000001", "status": "SUCCESS"}, {"$set": {"error_code": "X"}}
     )
     assert moved is not None and moved["error_code"] == "X"
+
+
+def test_the_embedded_store_updates_one_job_without_scanning_the_others(
+    store: JobStore, add: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not store.embedded:
+        pytest.skip("about the embedded store; MongoDB has its _id index")
+    for i in range(300):
+        add(job_id=f"job-{i:012x}", status="IN_PROGRESS")
+    checked: list[Any] = []
+    original = mongomock.collection.filter_applies
+
+    def counted(filter: Any, document: Any) -> Any:
+        checked.append(document)
+        return original(filter, document)
+
+    monkeypatch.setattr(mongomock.collection, "filter_applies", counted)
+    target = {"$and": [{"domain_id": D1}, {"job_id": "job-000000000007"}], "status": "IN_PROGRESS"}
+    moved = store.update_one(target, {"$set": {"status": "CANCELED"}})
+    assert moved is not None and moved["job_id"] == "job-000000000007"
+    assert len(checked) < 10, "a scan of the collection"
+    canceled = store.count({"status": "CANCELED"}, timeout=5)
+    assert canceled == 1  # that job, and only that one, changed
+    assert store.update_one(target, {"$set": {"status": "CANCELED"}}) is None
 
 
 SORTS = [

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import regex
-from bson import Regex
+from bson import ObjectId, Regex
 from mongomock.aggregate import _PIPELINE_HANDLERS
 from mongomock.filtering import filter_applies
 from pymongo.errors import OperationFailure
@@ -210,6 +210,7 @@ class EmbeddedJobStore(JobStore):
         super().__init__(collection, description, model=model)
         self._lock = threading.RLock()
         self._ids: dict[str, Any] = {}
+        _index_by_object_id(collection)
 
     def sibling(self, model: Model) -> EmbeddedJobStore:
         """The store of another model's collection in the same in-memory database."""
@@ -433,6 +434,28 @@ class EmbeddedJobStore(JobStore):
         with self._lock:
             super().drop()
             self._ids.clear()
+
+
+def _index_by_object_id(collection: Any) -> None:
+    """Let mongomock find a document by ``{"_id": ...}`` without scanning the collection.
+
+    Every mongomock read and write selects documents through ``_iter_documents``, a scan; a
+    conditional update of one job (cancel, producers) selects by ``_id`` three times over, so
+    on a large collection it cost three scans. MongoDB answers these from its ``_id`` index.
+    """
+    scan = collection._iter_documents
+    if getattr(scan, "by_object_id", False):
+        return
+
+    def iter_documents(filter: Any) -> Any:
+        wanted = filter.get("_id") if isinstance(filter, dict) and len(filter) == 1 else None
+        if isinstance(wanted, ObjectId):
+            found = collection._store._documents.get(wanted)
+            return iter(() if found is None else (found,))
+        return scan(filter)
+
+    iter_documents.by_object_id = True  # type: ignore[attr-defined]
+    collection._iter_documents = iter_documents
 
 
 # Stages evaluated here rather than by mongomock (see stages.py for why).
