@@ -315,15 +315,16 @@ def rps(value: float) -> str:
     return f"{value:.1f}" if value < 10 else f"{value:.0f}"
 
 
-def recorded(path: Path) -> dict[tuple[str, str, str], float]:
-    """The RPS of each (scenario, concurrency, jobs) row of a report written before."""
-    rows: dict[tuple[str, str, str], float] = {}
+def recorded(path: Path) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """The RPS and ceiling RPS of each (scenario, concurrency, jobs) row of a report written
+    before."""
+    rows: dict[tuple[str, str, str], tuple[float, float]] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             cells = [cell.strip() for cell in line.strip("|").split("|")]
-            if len(cells) >= 4 and cells[1].isdigit():
+            if len(cells) >= 7 and cells[1].isdigit():
                 try:
-                    rows[(cells[0], cells[1], cells[2])] = float(cells[3])
+                    rows[(cells[0], cells[1], cells[2])] = (float(cells[3]), float(cells[6]))
                 except ValueError:  # not a row of the first table
                     continue
     return rows
@@ -343,6 +344,9 @@ def report(results: dict[int, Results], canned: Results, render: str) -> str:
         "client share the machine's cores. Ceiling: a bare grpcio servicer returning our own",
         "recorded responses (same bytes), same thread-pool size.",
         "Before: the RPS in the report this one replaced (same scenario, size and concurrency).",
+        "Change: the share of the ceiling now over the share then; both runs measured against",
+        "their ceiling in the same minutes, so the machine's own swings (here up to 2x from one",
+        "run to the next) cancel out.",
         "",
         "## The embedded store",
         "",
@@ -358,8 +362,9 @@ def report(results: dict[int, Results], canned: Results, render: str) -> str:
                 results[large][(name, concurrency)]["ours"]["rps"]
                 / results[small][(name, concurrency)]["ours"]["rps"]
             )
-            old = before.get((name, str(concurrency), f"{n:,}"))
-            change = f"{ours['rps'] / old:.2f}x" if old else "new"
+            old, old_ceiling = before.get((name, str(concurrency), f"{n:,}"), (0.0, 0.0))
+            share = ours["rps"] / ceiling["rps"]
+            change = f"{share / (old / old_ceiling):.2f}x" if old else "new"
             lines.append(
                 f"| {name} | {concurrency} | {n:,} | {rps(ours['rps'])} | {ours['p50_ms']:.2f} | "
                 f"{ours['p99_ms']:.2f} | {rps(ceiling['rps'])} | "

@@ -84,50 +84,45 @@ def _as_list(value: Any) -> list[Mapping[str, Any]]:
 
 def job_info(doc: Document, minimal: bool = False) -> job_pb2.JobInfo:
     """A stored job as ``JobInfo``; ``minimal`` keeps upstream's short form."""
-    info = job_pb2.JobInfo(**_scalars(doc, minimal, JOB))
+    info = job_pb2.JobInfo()
     _fill_job(info, doc, minimal)
     return info
 
 
 def job_task_info(doc: Document, minimal: bool = False) -> job_task_pb2.JobTaskInfo:
     """A stored job task as ``JobTaskInfo``; ``minimal`` keeps upstream's short form."""
-    info = job_task_pb2.JobTaskInfo(**_scalars(doc, minimal, JOB_TASK))
+    info = job_task_pb2.JobTaskInfo()
     _fill_task(info, doc, minimal)
     return info
 
 
-def _scalars(doc: Document, minimal: bool, shape: Shape) -> dict[str, Any]:
-    """The scalar fields every message type has, as ``shape`` says, to construct it with (one
-    call into protobuf rather than one per field)."""
+def _fill(info: Any, doc: Document, minimal: bool, shape: Shape) -> None:
+    """The fields every message type has, as ``shape`` says."""
 
     def shown(name: str) -> bool:
         return not minimal or name in shape.minimal
 
     # Values of the wrong type (a hand-edited database) are left unset, never a failed call.
-    out: dict[str, Any] = {}
     for name in shape.strings:
         value = doc.get(name)
         if isinstance(value, str) and shown(name):
-            out[name] = value
+            setattr(info, name, value)
     for name in shape.ints:
         value = doc.get(name)
         if isinstance(value, int) and _INT32_MIN <= value <= _INT32_MAX and shown(name):
-            out[name] = value
+            setattr(info, name, value)
     for name in shape.times:
         value = doc.get(name)
         if isinstance(value, datetime) and shown(name):
-            out[name] = timestamp(value)
+            setattr(info, name, timestamp(value))
     status = shape.statuses.get(doc.get("status") or "")
     if status is not None:
-        out["status"] = status
-    if not minimal:
-        resource_group = shape.resource_groups.get(doc.get("resource_group") or "")
-        if resource_group is not None:
-            out["resource_group"] = resource_group
-    return out
-
-
-def _fill_options(info: Any, doc: Document) -> None:
+        info.status = status
+    if minimal:
+        return
+    resource_group = shape.resource_groups.get(doc.get("resource_group") or "")
+    if resource_group is not None:
+        info.resource_group = resource_group
     options = doc.get("options")
     if isinstance(options, Mapping):
         info.options.SetInParent()  # an empty dict is an empty Struct, present, as upstream
@@ -142,9 +137,9 @@ def _fill_changed(item: job_pb2.ChangedInfo, changed: Mapping[str, Any]) -> None
 
 
 def _fill_job(info: job_pb2.JobInfo, doc: Document, minimal: bool) -> None:
+    _fill(info, doc, minimal, JOB)
     if minimal:
         return
-    _fill_options(info, doc)
     for changed in _as_list(doc.get("changed")):
         _fill_changed(info.changed.add(), changed)
     for account in _as_list(doc.get("synced_accounts")):
@@ -152,11 +147,9 @@ def _fill_job(info: job_pb2.JobInfo, doc: Document, minimal: bool) -> None:
 
 
 def _fill_task(info: job_task_pb2.JobTaskInfo, doc: Document, minimal: bool) -> None:
-    if minimal:
-        return
-    _fill_options(info, doc)
+    _fill(info, doc, minimal, JOB_TASK)
     changed = doc.get("changed")
-    if isinstance(changed, Mapping):
+    if not minimal and isinstance(changed, Mapping):
         _fill_changed(info.changed, changed)
 
 
@@ -169,7 +162,7 @@ def jobs_info(docs: Iterable[Document], total_count: int, minimal: bool) -> job_
     """A page of jobs and the count before paging (each filled in place, never copied)."""
     page = job_pb2.JobsInfo(total_count=total_count)
     for doc in docs:
-        _fill_job(page.results.add(**_scalars(doc, minimal, JOB)), doc, minimal)
+        _fill_job(page.results.add(), doc, minimal)
     return page
 
 
@@ -179,7 +172,7 @@ def job_tasks_info(
     """A page of job tasks and the count before paging."""
     page = job_task_pb2.JobTasksInfo(total_count=total_count)
     for doc in docs:
-        _fill_task(page.results.add(**_scalars(doc, minimal, JOB_TASK)), doc, minimal)
+        _fill_task(page.results.add(), doc, minimal)
     return page
 
 
