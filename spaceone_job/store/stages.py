@@ -103,8 +103,8 @@ def group(rows: list[Document], options: Document) -> list[Document]:
     for name, spec in options.items():
         if name != "_id":
             accumulators[name] = {}
-            for operator, operand in spec.items():
-                accumulators[name][operator] = f"$v{len(operands)}"
+            for accumulator, operand in spec.items():
+                accumulators[name][accumulator] = f"$v{len(operands)}"
                 operands.append(_evaluator(operand, lenient=False))
     values = [_operands(operands, row) for row in rows]
     out = []
