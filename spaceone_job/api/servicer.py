@@ -33,18 +33,12 @@ Handler = Callable[[Any, Request, grpc.ServicerContext], Response]
 _NO_DEADLINE_S = 10**6
 
 
-def remaining(context: grpc.ServicerContext) -> float | None:
-    """Seconds left before the client's deadline, or None when it set none."""
-    left = context.time_remaining()
-    return None if left is None or left > _NO_DEADLINE_S else max(float(left), 0.0)
-
-
 def countdown(context: grpc.ServicerContext) -> Callable[[], float | None]:
     """Seconds left before the client's deadline, asked of grpc once (None: no deadline)."""
-    left = remaining(context)
-    if left is None:
+    left = context.time_remaining()
+    if left is None or left > _NO_DEADLINE_S:
         return lambda: None
-    deadline = time.monotonic() + left
+    deadline = time.monotonic() + max(float(left), 0.0)
     return lambda: max(deadline - time.monotonic(), 0.0)
 
 

@@ -252,9 +252,7 @@ class EmbeddedJobStore(JobStore):
         pinned = _pinned_id(filter, self.key)
         if pinned is None:
             return False, None
-        # A plain dict read (atomic under the interpreter lock): mongomock's own item access takes
-        # a reader lock and checks expiry indexes, which cost more than the lookup (no TTL here).
-        stored: Document | None = self._collection._store._documents.get(self._ids.get(pinned))
+        stored = _by_object_id(self._collection, self._ids.get(pinned))
         if stored is None:
             return True, None
         return True, stored if filter_applies(filter, stored) else None
@@ -436,6 +434,14 @@ class EmbeddedJobStore(JobStore):
             self._ids.clear()
 
 
+def _by_object_id(collection: Any, object_id: Any) -> Document | None:
+    """The stored document with this ``_id``, or None: a plain dict read (atomic under the
+    interpreter lock); mongomock's own item access takes a reader lock and checks expiry
+    indexes, which cost more than the lookup (no TTL here)."""
+    found: Document | None = collection._store._documents.get(object_id)
+    return found
+
+
 def _index_by_object_id(collection: Any) -> None:
     """Let mongomock find a document by ``{"_id": ...}`` without scanning the collection.
 
@@ -450,7 +456,7 @@ def _index_by_object_id(collection: Any) -> None:
     def iter_documents(filter: Any) -> Any:
         wanted = filter.get("_id") if isinstance(filter, dict) and len(filter) == 1 else None
         if isinstance(wanted, ObjectId):
-            found = collection._store._documents.get(wanted)
+            found = _by_object_id(collection, wanted)
             return iter(() if found is None else (found,))
         return scan(filter)
 

@@ -106,7 +106,8 @@ def group(rows: list[Document], options: Document) -> list[Document]:
             for accumulator, operand in spec.items():
                 accumulators[name][accumulator] = f"$v{len(operands)}"
                 operands.append(_evaluator(operand, lenient=False))
-    values = [_operands(operands, row) for row in rows]
+    names = [f"v{index}" for index in range(len(operands))]
+    values = [_operands(names, operands, row) for row in rows]
     out = []
     for key, members in runs:
         accumulated: Document = _accumulate_group(accumulators, [values[i] for i in members])
@@ -121,11 +122,11 @@ def _evaluator(expression: Any, lenient: bool) -> Evaluate:
     )
 
 
-def _operands(operands: Sequence[Evaluate], row: Document) -> Document:
+def _operands(names: Sequence[str], operands: Sequence[Evaluate], row: Document) -> Document:
     values = {}
-    for index, evaluate in enumerate(operands):
+    for name, evaluate in zip(names, operands, strict=True):
         try:
-            values[f"v{index}"] = evaluate(row)
+            values[name] = evaluate(row)
         except KeyError:  # mongomock leaves the row out of this accumulator
             continue
     return values
