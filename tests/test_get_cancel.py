@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import grpc
+import mongomock.collection
 import pytest
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
@@ -171,3 +173,42 @@ def test_a_hand_edited_document_renders_what_it_can(
     assert (info.status, info.resource_group, info.total_tasks, info.remained_tasks) == (0, 0, 0, 0)
     assert not info.HasField("options") and info.created_at == "" and info.data_source_id == ""
     assert [c.start for c in info.changed] == [""]
+
+
+def test_a_get_never_sees_half_of_a_cancel(
+    live: Live, token: Token, add: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded store changes a stored document in place, field by field (mongomock): a get
+    that came in halfway through a cancel must see the job before it or after it, as MongoDB
+    answers, never CANCELED without its finished_at."""
+    add(job_id="job-000000000001", status="IN_PROGRESS")
+    if not live.app.store.embedded:
+        pytest.skip("MongoDB updates documents atomically")
+    halfway, resume = threading.Event(), threading.Event()
+    setter = mongomock.collection._updaters["$set"]
+
+    def slow_setter(doc: Any, field_name: str, value: Any) -> None:
+        if field_name == "finished_at" and not halfway.is_set():
+            halfway.set()  # status is CANCELED already, finished_at not yet
+            resume.wait(10)
+        setter(doc, field_name, value)
+
+    monkeypatch.setitem(mongomock.collection._updaters, "$set", slow_setter)
+    request = job_pb2.JobRequest(job_id="job-000000000001")
+    canceled: list[Any] = []
+    cancel = threading.Thread(target=lambda: canceled.append(live.call("cancel", request, token())))
+    cancel.start()
+    assert halfway.wait(10)
+    seen: list[Any] = []
+    get = threading.Thread(target=lambda: seen.append(live.call("get", request, token())))
+    get.start()
+    get.join(0.3)
+    resume.set()
+    for thread in (cancel, get):
+        thread.join(10)
+    job = seen[0].response
+    assert seen[0].code is grpc.StatusCode.OK and canceled[0].code is grpc.StatusCode.OK
+    assert (job.status, bool(job.finished_at)) in (
+        (job_pb2.JobInfo.IN_PROGRESS, False),
+        (job_pb2.JobInfo.CANCELED, True),
+    )

@@ -50,6 +50,40 @@ def test_lookups_of_one_job_apply_the_whole_filter(
     assert moved is not None and moved["error_code"] == "X"
 
 
+@pytest.mark.parametrize(
+    ("job_id", "clause", "found"),
+    [
+        ("job-000000000001", {"workspace_id": "ws-1"}, True),
+        ("job-000000000001", {"workspace_id": "ws-2"}, False),
+        ("job-000000000002", {"workspace_id": "ws-1"}, False),  # stored null
+        ("job-000000000003", {"workspace_id": "ws-1"}, False),  # no such field
+        ("job-000000000004", {"workspace_id": "ws-2"}, True),  # an array matches by element
+        ("job-000000000005", {"data_source_id": "42"}, False),  # 42 is not "42"
+        ("job-000000000002", {"workspace_id": None}, True),
+        ("job-000000000003", {"workspace_id": None}, True),  # null matches a missing field
+        ("job-000000000001", {"options.sync_mode": "SCHEDULED"}, True),
+        ("job-000000000001", {"workspace_id": {"$in": ["ws-1"]}}, True),
+    ],
+)
+def test_lookups_of_one_job_match_as_mongodb_does(
+    store: JobStore, job_id: str, clause: dict[str, Any], found: bool
+) -> None:
+    third = job(job_id="job-000000000003")
+    del third["workspace_id"]
+    # As a hand-edited or older database may hold them.
+    store.insert(
+        [
+            job(job_id="job-000000000001", workspace_id="ws-1"),
+            job(job_id="job-000000000002", workspace_id=None),
+            third,
+            {**job(job_id="job-000000000004"), "workspace_id": ["ws-1", "ws-2"]},
+            {**job(job_id="job-000000000005"), "data_source_id": 42},
+        ]
+    )
+    pinned = {"$and": [{"domain_id": D1}, {"job_id": job_id}, clause]}
+    assert (store.find_one(pinned, timeout=5) is not None) is found
+
+
 def test_the_embedded_store_updates_one_job_without_scanning_the_others(
     store: JobStore, add: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:

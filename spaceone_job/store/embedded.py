@@ -255,7 +255,10 @@ class EmbeddedJobStore(JobStore):
         stored = _by_object_id(self._collection, self._ids.get(pinned))
         if stored is None:
             return True, None
-        return True, stored if filter_applies(filter, stored) else None
+        matches = _equal_strings(filter, stored)
+        if matches is None:
+            matches = filter_applies(filter, stored)
+        return True, stored if matches else None
 
     def find_one(
         self,
@@ -265,9 +268,11 @@ class EmbeddedJobStore(JobStore):
     ) -> Document | None:
         """The first document matching ``filter``, or None."""
         if projection is None:
-            pinned, found = self._pinned(filter)
-            if pinned:
-                return None if found is None else without_id(found)
+            # Under the lock: mongomock changes a stored document in place, field by field.
+            with self._lock:
+                pinned, found = self._pinned(filter)
+                if pinned:
+                    return None if found is None else without_id(found)
         return super().find_one(filter, projection, timeout)
 
     def update_one(
@@ -287,9 +292,16 @@ class EmbeddedJobStore(JobStore):
             return super().update_one(filter, changes, projection, timeout)
 
     def update_many(self, filter: Document, changes: Document, timeout: float | None = None) -> int:
-        """Apply ``changes`` to every match; how many changed."""
-        with self._lock:
-            return super().update_many(filter, changes, timeout)
+        """Apply ``changes`` to every match; how many changed. As on MongoDB, each document
+        changes atomically, the whole does not: the lock is held for one document at a time,
+        never for the scan, so that a lookup never waits for one."""
+        changed = 0
+        for match in [doc["_id"] for doc in self._stored() if filter_applies(filter, doc)]:
+            with self._lock:
+                stored = _by_object_id(self._collection, match)
+                if stored is not None and filter_applies(filter, stored):
+                    changed += super().update_many({"_id": match}, changes, timeout)
+        return changed
 
     def count(self, filter: Document, *, timeout: float) -> int:
         """How many documents match ``filter``, within ``timeout``."""
@@ -363,7 +375,8 @@ class EmbeddedJobStore(JobStore):
     def _shown(self, page: list[Document], projection: Mapping[str, Any] | None) -> list[Document]:
         """Copies of ``page``, projected by mongomock when asked."""
         if not projection:
-            return [without_id(doc) for doc in page]
+            with self._lock:  # see find_one
+                return [without_id(doc) for doc in page]
         ids = [doc["_id"] for doc in page]
         shown = {**projection, "_id": 1}
         found = {d["_id"]: d for d in self._collection.find({"_id": {"$in": ids}}, shown)}
@@ -475,6 +488,29 @@ def _writes_nested(stage: Document) -> bool:
     """Whether a stage sets a field inside a nested document (mongomock does that in place)."""
     ((operator, options),) = stage.items()
     return operator in ("$addFields", "$set") and any("." in name for name in options)
+
+
+def _equal_strings(filter: Document, stored: Document) -> bool | None:
+    """Whether ``stored`` matches a filter of top-level ``field == string`` clauses (a get's
+    scope and id), read straight off the document; None for any other filter or stored value
+    (lists, for one, match by element), which mongomock's own matching then decides."""
+    clauses = filter["$and"] if len(filter) == 1 and "$and" in filter else (filter,)
+    matches = True
+    for clause in clauses:
+        for name, wanted in clause.items():
+            if not isinstance(wanted, str) or "." in name or name.startswith("$"):
+                return None
+            value = stored.get(name, _MISSING)
+            if value is _MISSING:
+                matches = False
+            elif isinstance(value, str):
+                matches = matches and value == wanted
+            else:
+                return None
+    return matches
+
+
+_MISSING = object()
 
 
 def _pinned_id(filter: Document, key: str) -> str | None:
