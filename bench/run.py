@@ -386,8 +386,9 @@ def report(results: dict[int, Results], canned: Results, render: str) -> str:
         " once",
         "(`bench/canned.py`): tokens, the call gate, compiling, the service's rules, rendering,",
         "logging, metrics and gRPC remain, the query does not. Beside the ceiling, the ceiling of",
-        "our server's shape: the same bare handlers on an asyncio server with a thread pool (the",
-        "shape that lets watch streams wait without a thread; `bench/ceiling.py --shape aio`).",
+        "our server's shape: the same bare handlers on an asyncio server, `get` on its event",
+        "loop and the others on a thread pool (the shape that lets watch streams wait without a",
+        "thread; `bench/ceiling.py --shape aio`).",
         "Service cost: microseconds per call beyond that shape's, at concurrency 1.",
         "",
         "| scenario | conc. | RPS | p50 ms | ceiling RPS | % of ceiling | ceiling of our shape"

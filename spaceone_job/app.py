@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -18,7 +19,13 @@ from google.protobuf.internal import api_implementation
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2, job_task_pb2_grpc
 
 from spaceone_job import auth, observe, seed, server
-from spaceone_job.api.servicer import Gate, JobServicer, JobTaskServicer, ProducerServicer
+from spaceone_job.api.servicer import (
+    Gate,
+    JobServicer,
+    JobTaskServicer,
+    OnLoop,
+    ProducerServicer,
+)
 from spaceone_job.api.watch import WatchServicer
 from spaceone_job.changes import ChangeHub
 from spaceone_job.config import SettingError, Settings, flag
@@ -229,10 +236,10 @@ class App:
         jobs, tasks, producers = self.servicers
         watch = self.watch
 
-        def register(grpc_server: grpc.aio.Server) -> None:
-            job_pb2_grpc.add_JobServicer_to_server(jobs, grpc_server)
-            job_task_pb2_grpc.add_JobTaskServicer_to_server(tasks, grpc_server)
-            producer_pb2_grpc.add_ProducerServicer_to_server(producers, grpc_server)
+        def register(grpc_server: grpc.aio.Server, pool: Executor) -> None:
+            job_pb2_grpc.add_JobServicer_to_server(OnLoop(jobs, pool), grpc_server)
+            job_task_pb2_grpc.add_JobTaskServicer_to_server(OnLoop(tasks, pool), grpc_server)
+            producer_pb2_grpc.add_ProducerServicer_to_server(OnLoop(producers, pool), grpc_server)
             producer_pb2_grpc.add_WatchServicer_to_server(watch, grpc_server)
 
         services = [JOB_SERVICE, JOB_TASK_SERVICE, PRODUCER_SERVICE, WATCH_SERVICE]

@@ -161,6 +161,9 @@ def _read_jwks(path: Path) -> dict[str | None, jwt.PyJWK]:
 class KeySource(Protocol):
     """Where the key that signed a token comes from."""
 
+    # Whether finding a key may ask another service (and wait on the network).
+    remote: bool
+
     def key(self, token: str, header: Mapping[str, Any], timeout: float | None) -> jwt.PyJWK:
         """The key ``token`` should be verified with."""
 
@@ -172,6 +175,8 @@ class KeySource(Protocol):
 
 class JwksKeys:
     """The keys of a JWKS file, read again by :meth:`reload` (SIGHUP, ``--jwks-reload-s``)."""
+
+    remote = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -207,6 +212,8 @@ class JwksKeys:
 
 class DomainKeys:
     """Each domain's key from identity, by the token's (unverified) ``did``, as upstream."""
+
+    remote = True
 
     def __init__(self, identity: Identity, clock: Callable[[], float] = time.monotonic) -> None:
         self.identity = identity
@@ -274,6 +281,11 @@ class Authenticator:
         self.hint = hint
         self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def may_wait(self) -> bool:
+        """Whether authenticating a call may wait on another service (keys, app permissions)."""
+        return self.source.remote or self.identity is not None
 
     @classmethod
     def from_jwks_file(cls, path: Path, clock: Callable[[], float] = time.time) -> Authenticator:

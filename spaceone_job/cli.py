@@ -217,7 +217,14 @@ def _banner(app: App, port: int) -> str:
 
 def serve(settings: Settings) -> int:
     """Run the server until SIGTERM or SIGINT, then drain and exit 0."""
-    observe.configure_logging(settings.log_level, settings.log_format)
+    logs = observe.configure_logging(settings.log_level, settings.log_format)
+    try:
+        return _serve(settings)
+    finally:
+        logs.close()
+
+
+def _serve(settings: Settings) -> int:
     app = App(settings)
     app.bind()
     try:

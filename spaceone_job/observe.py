@@ -10,9 +10,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import logging.handlers
+import queue
+import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +41,13 @@ IN_FLIGHT = prometheus_client.Gauge("spaceone_job_calls_in_flight", "Job API cal
 DB_ERRORS = prometheus_client.Counter(
     "spaceone_job_database_errors", "Calls that failed on the database", ["code"]
 )
+# New request ids: 128 random bits, unique but not secret (no system call per call).
+_REQUEST_IDS = random.Random()
+LOG_LINES_DROPPED = prometheus_client.Counter(
+    "spaceone_job_log_lines_dropped", "Log lines dropped because the log output did not keep up"
+)
+# Log records that may wait for the writer thread (see LogWriter): about 4 MB of call lines.
+LOG_BACKLOG = 10_000
 _DB_ERROR_CODES = frozenset({"ERROR_DB_UNAVAILABLE", "ERROR_REQUEST_TIMEOUT"})
 
 
@@ -66,7 +75,7 @@ def request_id(metadata: Mapping[str, str]) -> str:
     given = metadata.get(REQUEST_ID, "")
     if given and len(given) <= 128 and given.isprintable():
         return given
-    return uuid.uuid4().hex
+    return f"{_REQUEST_IDS.getrandbits(128):032x}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -89,17 +98,89 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, separators=(",", ":"), default=str)
 
 
-def configure_logging(level: str, log_format: str) -> None:
-    """The root logger at ``level``, one line per record as ``text`` or ``json``."""
+# A call's log line as it waits for the writer thread: when it was made, and its fields.
+CallLine = tuple[float, dict[str, Any]]
+
+
+class LogWriter(logging.handlers.QueueHandler):
+    """Hands records to a thread that formats and writes them, so that no call (nor the event
+    loop) waits on the log output; a call's own line is even made into a record there. Past
+    ``capacity`` waiting lines, new ones are dropped and counted (``LOG_LINES_DROPPED``): a
+    stalled log reader never stalls the server, nor grows its memory without bound."""
+
+    def __init__(self, handler: logging.Handler, capacity: int = LOG_BACKLOG) -> None:
+        self._waiting: queue.SimpleQueue[logging.LogRecord | CallLine | None] = queue.SimpleQueue()
+        super().__init__(self._waiting)
+        self.capacity = capacity
+        self._output = handler
+        self._thread = threading.Thread(target=self._write, name="log-writer", daemon=True)
+        self._thread.start()
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """The record as it is: it is formatted on the writer thread, in this process."""
+        return record
+
+    def enqueue(self, record: logging.LogRecord | CallLine | None) -> None:
+        """Queue a record (or a call's line), or drop and count it when ``capacity`` wait."""
+        if record is not None and self._waiting.qsize() >= self.capacity:
+            LOG_LINES_DROPPED.inc()
+            return
+        self._waiting.put(record)
+
+    def _write(self) -> None:
+        while (item := self._waiting.get()) is not None:
+            self._output.handle(item if isinstance(item, logging.LogRecord) else _call_record(item))
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what waits (for up to ``timeout_s``), then let later records be written at once."""
+        global _writer
+        _writer = None
+        root = logging.getLogger()
+        if self in root.handlers:
+            root.handlers[root.handlers.index(self)] = self._output
+        self.enqueue(None)
+        self._thread.join(timeout_s)
+        super().close()
+
+
+# The writer of the process's log output, once configure_logging has set one up.
+_writer: LogWriter | None = None
+
+
+def configure_logging(level: str, log_format: str) -> LogWriter:
+    """The root logger at ``level``, one line per record as ``text`` or ``json``, written by a
+    :class:`LogWriter` (close it as the process ends)."""
+    global _writer
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter()
         if log_format == "json"
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    _writer = LogWriter(handler)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_writer]
     root.setLevel(level.upper())
+    return _writer
+
+
+def _call_record(line: CallLine) -> logging.LogRecord:
+    created, fields = line
+    record = LOG.makeRecord(
+        LOG.name, logging.INFO, __file__, 0, "%s", (_Line(fields),), None, extra={FIELDS: fields}
+    )
+    record.created, record.msecs = created, (created - int(created)) * 1000 // 1
+    return record
+
+
+def _log_call(fields: dict[str, Any]) -> None:
+    """A call's line: queued as it is for the writer thread when there is one (the hot path),
+    else logged at once (tests, embedding)."""
+    writer = _writer
+    if writer is not None and LOG.isEnabledFor(logging.INFO):
+        writer.enqueue((time.time(), fields))
+    else:
+        LOG.info("%s", _Line(fields), extra={FIELDS: fields})
 
 
 class _Line:
@@ -147,7 +228,7 @@ def observed(method: str, metadata: Mapping[str, str]) -> Iterator[Call]:
         }
         if call.reason:
             fields["reason"] = call.reason
-        LOG.info("%s", _Line(fields), extra={FIELDS: fields})
+        _log_call(fields)
 
 
 class _QuietHandler(WSGIRequestHandler):

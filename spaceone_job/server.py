@@ -1,8 +1,9 @@
 """The gRPC server shell: an asyncio server, its thread pool, TLS, health, reflection.
 
-The server runs on an event loop of its own thread. Services written as plain functions run on
-its thread pool (``migration_thread_pool``); health, reflection and streams that wait (watch) are
-coroutines on the loop, so they never need a pool thread however busy it is. Nothing about jobs.
+The server runs on an event loop of its own thread. Work that may block runs on its thread pool
+(given to the services as they register, and as ``migration_thread_pool``); health, reflection
+and streams that wait (watch) are coroutines on the loop, so they never need a pool thread
+however busy it is. Nothing about jobs.
 :func:`build_server` returns the bound port, so tests start a real server on port 0.
 """
 
@@ -26,7 +27,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from spaceone_job.config import SettingError, Settings, flag
 
-Register = Callable[[grpc.aio.Server], None]
+# Registers the services on the server; the pool is where their blocking work runs.
+Register = Callable[[grpc.aio.Server, futures.Executor], None]
 T = TypeVar("T")
 # Threads beyond the Job call limit (see api/servicer.py), so that calls over it are refused at
 # once instead of queueing, and health and reflection always find a thread.
@@ -200,7 +202,7 @@ def build_server(
                 ("grpc.so_reuseport", 0),
             ],
         )
-        register(server)
+        register(server, pool)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         _enable_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

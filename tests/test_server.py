@@ -187,6 +187,34 @@ def test_sigterm_under_load_lets_in_flight_calls_finish(
     assert ok_before >= 48
 
 
+def test_a_log_reader_that_stalls_never_stalls_the_server(
+    served: tuple[subprocess.Popen[str], list[str]],
+) -> None:
+    """Nobody reads the server's stderr here: once the pipe is full (64 KB, a few hundred
+    lines), the lines wait in memory while calls and health go on; none is lost."""
+    process, banner = served
+    token = token_line(banner).split("=", 1)[1]
+    address = next(w for w in " ".join(banner).split() if w.startswith("localhost:"))
+    calls = 1500
+    with grpc.insecure_channel(address) as channel:
+        stub = job_pb2_grpc.JobStub(channel)
+        for _ in range(calls):
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.get(
+                    job_pb2.JobRequest(job_id="job-nope"), metadata=(("token", token),), timeout=5
+                )
+            assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=JOB_SERVICE), timeout=5
+        )
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    process.send_signal(signal.SIGTERM)
+    _, log = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert sum('"method":"get","code":"NOT_FOUND"' in line for line in log.splitlines()) == calls
+    assert log.splitlines()[-1].endswith(": stopped")
+
+
 def test_a_bad_seed_file_stops_the_start_with_its_line_number(tmp_path: Path) -> None:
     seed_file = tmp_path / "seed.jsonl"
     seed_file.write_text('{"domain_id": "d", "data_source_id": "ds"}\n{"domain_id": "d"}\n')

@@ -8,7 +8,7 @@ out by ``only``) stay unset; they are never filled with defaults.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,12 @@ class Shape:
     # are left unset rather than failing the call.
     statuses: Mapping[str, int]
     resource_groups: Mapping[str, int]
+    # What a minimal result leaves out.
+    hidden: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        every = frozenset((*self.strings, *self.ints, *self.times))
+        object.__setattr__(self, "hidden", every - self.minimal)
 
 
 JOB = Shape(
@@ -98,22 +104,19 @@ def job_task_info(doc: Document, minimal: bool = False) -> job_task_pb2.JobTaskI
 
 def _fill(info: Any, doc: Document, minimal: bool, shape: Shape) -> None:
     """The fields every message type has, as ``shape`` says."""
-
-    def shown(name: str) -> bool:
-        return not minimal or name in shape.minimal
-
+    hidden = shape.hidden if minimal else frozenset()
     # Values of the wrong type (a hand-edited database) are left unset, never a failed call.
     for name in shape.strings:
         value = doc.get(name)
-        if isinstance(value, str) and shown(name):
+        if isinstance(value, str) and name not in hidden:
             setattr(info, name, value)
     for name in shape.ints:
         value = doc.get(name)
-        if isinstance(value, int) and _INT32_MIN <= value <= _INT32_MAX and shown(name):
+        if isinstance(value, int) and _INT32_MIN <= value <= _INT32_MAX and name not in hidden:
             setattr(info, name, value)
     for name in shape.times:
         value = doc.get(name)
-        if isinstance(value, datetime) and shown(name):
+        if isinstance(value, datetime) and name not in hidden:
             setattr(info, name, timestamp(value))
     status = shape.statuses.get(doc.get("status") or "")
     if status is not None:

@@ -6,12 +6,15 @@ the service; every failure leaves through :func:`spaceone_job.errors.abort`, the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf import json_format, message, struct_pb2
@@ -27,13 +30,15 @@ from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 Request = TypeVar("Request", bound=message.Message)
 Response = TypeVar("Response", bound=message.Message)
 Method = Callable[[Any, Request, Caller, float | None], Response]
-Handler = Callable[[Any, Request, grpc.ServicerContext], Response]
+Metadata = tuple[tuple[str, str], ...]
 
 # Without a client deadline grpcio reports a remaining time of years; treat that as none.
 _NO_DEADLINE_S = 10**6
 
 
-def countdown(context: grpc.ServicerContext) -> Callable[[], float | None]:
+def countdown(
+    context: grpc.ServicerContext | grpc.aio.ServicerContext,
+) -> Callable[[], float | None]:
     """Seconds left before the client's deadline, asked of grpc once (None: no deadline)."""
     left = context.time_remaining()
     if left is None or left > _NO_DEADLINE_S:
@@ -42,35 +47,121 @@ def countdown(context: grpc.ServicerContext) -> Callable[[], float | None]:
     return lambda: max(deadline - time.monotonic(), 0.0)
 
 
-def rpc(permission: str) -> Callable[[Method[Request, Response]], Handler[Request, Response]]:
-    """Authenticate, authorize ``permission``, run the method, map any failure to a status."""
+@dataclass(frozen=True)
+class Outcome(Generic[Response]):
+    """How a call ended: its response or the error it is refused with, and its trailers."""
 
-    def wrap(method: Method[Request, Response]) -> Handler[Request, Response]:
-        @functools.wraps(method)
-        def handler(self: Servicer, request: Request, context: grpc.ServicerContext) -> Response:
-            metadata = tuple(context.invocation_metadata())
-            left = countdown(context)
-            error: errors.ServiceError | None = None
-            # The call's log line is written as the block ends: before the answer leaves.
-            with observe.observed(method.__name__, dict(metadata)) as call:
-                try:
-                    with self.gate.slot():
-                        caller = self.authenticator.authenticate(metadata, left())
-                        call.domain_id = caller.domain_id
-                        auth.authorize(caller, permission)
-                        response = method(self, request, caller, left())
-                except Exception as exc:
-                    error = errors.as_service_error(exc)
-                    call.code, call.error_code = error.status_code, error.code
-                    call.reason = error.message
-            if error is not None:
-                errors.abort(context, error, call.trailing_metadata)
-            context.set_trailing_metadata(call.trailing_metadata)
-            return response
+    response: Response | None
+    error: errors.ServiceError | None
+    trailing_metadata: Metadata
 
-        return handler
+
+class Rpc(Generic[Request, Response]):
+    """One RPC: authenticate, authorize ``permission``, run the method, map any failure to a
+    status. Read from a servicer it is grpcio's plain handler (any thread, grpcio-testing);
+    :class:`OnLoop` makes it a coroutine for the asyncio server.
+
+    ``lookup``: the method reads one document by its id, so that on a store in memory, with keys
+    that need no network, it never waits and may run on the event loop.
+    """
+
+    def __init__(self, method: Method[Request, Response], permission: str, lookup: bool) -> None:
+        self.method = method
+        self.name = method.__name__
+        self.permission = permission
+        self.lookup = lookup
+
+    def answer(
+        self,
+        servicer: Servicer,
+        request: Request,
+        metadata: Metadata,
+        left: Callable[[], float | None],
+    ) -> Outcome[Response]:
+        """The whole call, apart from grpc: gate, token, permission, method, log line."""
+        error: errors.ServiceError | None = None
+        response: Response | None = None
+        # The call's log line is written as the block ends: before the answer leaves.
+        with observe.observed(self.name, dict(metadata)) as call:
+            try:
+                with servicer.gate.slot():
+                    caller = servicer.authenticator.authenticate(metadata, left())
+                    call.domain_id = caller.domain_id
+                    auth.authorize(caller, self.permission)
+                    response = self.method(servicer, request, caller, left())
+            except Exception as exc:
+                error = errors.as_service_error(exc)
+                call.code, call.error_code = error.status_code, error.code
+                call.reason = error.message
+        return Outcome(response, error, call.trailing_metadata)
+
+    def handle(self, servicer: Servicer, request: Request, context: grpc.ServicerContext) -> Any:
+        """grpcio's plain handler."""
+        metadata = tuple(context.invocation_metadata())
+        outcome = self.answer(servicer, request, metadata, countdown(context))
+        if outcome.error is not None:
+            errors.abort(context, outcome.error, outcome.trailing_metadata)
+        context.set_trailing_metadata(outcome.trailing_metadata)
+        return outcome.response
+
+    def __get__(self, servicer: Servicer | None, owner: type) -> Any:
+        return self if servicer is None else functools.partial(self.handle, servicer)
+
+
+def rpc(
+    permission: str, *, lookup: bool = False
+) -> Callable[[Method[Request, Response]], Rpc[Request, Response]]:
+    """Make a servicer method an :class:`Rpc` needing ``permission``."""
+
+    def wrap(method: Method[Request, Response]) -> Rpc[Request, Response]:
+        return Rpc(method, permission, lookup)
 
     return wrap
+
+
+class OnLoop:
+    """A servicer as the asyncio server wants it: each RPC a coroutine.
+
+    A lookup on a store in memory, with keys that need no network, is answered on the event loop
+    (it takes tens of microseconds; a hand-off to a thread and back costs more than that). Every
+    other call runs on ``pool``: it may wait on the database, identity or a long query, and the
+    loop must stay free for health checks and watch streams.
+    """
+
+    def __init__(self, servicer: Servicer, pool: Executor) -> None:
+        self._servicer = servicer
+        self._pool = pool
+        for rpc_ in vars(type(servicer)).values():
+            if isinstance(rpc_, Rpc):
+                setattr(self, rpc_.name, self._coroutine(rpc_))
+
+    def on_loop(self, rpc_: Rpc[Any, Any]) -> bool:
+        """Whether ``rpc_`` is answered on the event loop."""
+        servicer = self._servicer
+        return rpc_.lookup and servicer.in_memory and not servicer.authenticator.may_wait
+
+    def _coroutine(
+        self, rpc_: Rpc[Request, Response]
+    ) -> Callable[[Request, grpc.aio.ServicerContext], Coroutine[Any, Any, Response | None]]:
+        servicer, pool, inline = self._servicer, self._pool, self.on_loop(rpc_)
+
+        async def handler(request: Request, context: grpc.aio.ServicerContext) -> Response | None:
+            metadata = tuple(context.invocation_metadata())
+            left = countdown(context)
+            if inline:
+                outcome = rpc_.answer(servicer, request, metadata, left)
+            else:
+                loop = asyncio.get_running_loop()
+                outcome = await loop.run_in_executor(
+                    pool, rpc_.answer, servicer, request, metadata, left
+                )
+            if outcome.error is not None:
+                await errors.abort_on_loop(context, outcome.error, outcome.trailing_metadata)
+            context.set_trailing_metadata(outcome.trailing_metadata)
+            return outcome.response
+
+        handler.__name__ = rpc_.name
+        return handler
 
 
 def as_dict(request: message.Message) -> dict[str, Any]:
@@ -136,11 +227,13 @@ class Gate:
 
 
 class Servicer:
-    """What every servicer shares: who verifies tokens, and the gate of the server's calls."""
+    """What every servicer shares: who verifies tokens, the gate of the server's calls, and
+    whether its documents are in this process's memory (the embedded store)."""
 
-    def __init__(self, authenticator: Authenticator, gate: Gate) -> None:
+    def __init__(self, authenticator: Authenticator, gate: Gate, in_memory: bool = False) -> None:
         self.authenticator = authenticator
         self.gate = gate
+        self.in_memory = in_memory
 
 
 def _stat_query(request: job_pb2.JobStatQuery | job_task_pb2.JobTaskStatQuery) -> Any:
@@ -151,7 +244,7 @@ class JobServicer(Servicer, job_pb2_grpc.JobServicer):
     """``spaceone.api.cost_analysis.v1.Job``."""
 
     def __init__(self, service: JobService, authenticator: Authenticator, gate: Gate) -> None:
-        super().__init__(authenticator, gate)
+        super().__init__(authenticator, gate, service.store.embedded)
         self.service = service
 
     @rpc(auth.WRITE)
@@ -161,7 +254,7 @@ class JobServicer(Servicer, job_pb2_grpc.JobServicer):
         """Cancel a running job."""
         return render.job_info(self.service.cancel(caller, request.job_id, timeout))
 
-    @rpc(auth.READ)
+    @rpc(auth.READ, lookup=True)
     def get(
         self, request: job_pb2.JobRequest, caller: Caller, timeout: float | None
     ) -> job_pb2.JobInfo:
@@ -188,10 +281,10 @@ class JobTaskServicer(Servicer, job_task_pb2_grpc.JobTaskServicer):
     """``spaceone.api.cost_analysis.v1.JobTask``."""
 
     def __init__(self, service: ReadService, authenticator: Authenticator, gate: Gate) -> None:
-        super().__init__(authenticator, gate)
+        super().__init__(authenticator, gate, service.store.embedded)
         self.service = service
 
-    @rpc(auth.TASK_READ)
+    @rpc(auth.TASK_READ, lookup=True)
     def get(
         self, request: job_task_pb2.JobTaskRequest, caller: Caller, timeout: float | None
     ) -> job_task_pb2.JobTaskInfo:

@@ -36,12 +36,6 @@ def _seen(doc: Document) -> tuple[Any, ...]:
     return tuple(doc.get(name) for name in SEEN)
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: errors.ServiceError) -> None:
-    status = error.to_status()
-    context.set_trailing_metadata(status.trailing_metadata)
-    await context.abort(status.code, status.details)
-
-
 class WatchServicer(producer_pb2_grpc.WatchServicer):
     """Follows one job for a caller who may read it."""
 
@@ -68,7 +62,7 @@ class WatchServicer(producer_pb2_grpc.WatchServicer):
         try:
             caller, doc = await loop.run_in_executor(None, self._first, metadata, job_id)
         except Exception as exc:
-            await _abort(context, errors.as_service_error(exc))
+            await errors.abort_on_loop(context, errors.as_service_error(exc))
         with self.hub.subscription(job_id) as changed:
             yield producer_pb2.WatchEvent(job=render.job_info(doc))
             seen, sent, poll = _seen(doc), time.monotonic(), POLL_MIN_S
@@ -78,7 +72,7 @@ class WatchServicer(producer_pb2_grpc.WatchServicer):
                     await asyncio.wait_for(changed.wait(), timeout=wait)
                 changed.clear()
                 if self.hub.closed:
-                    await _abort(
+                    await errors.abort_on_loop(
                         context,
                         errors.ServiceError(
                             "ERROR_SERVER_STOPPING", "The server is stopping; watch again."
@@ -87,7 +81,7 @@ class WatchServicer(producer_pb2_grpc.WatchServicer):
                 try:
                     doc = await loop.run_in_executor(None, self.service.get, caller, job_id)
                 except Exception as exc:
-                    await _abort(context, errors.as_service_error(exc))
+                    await errors.abort_on_loop(context, errors.as_service_error(exc))
                 if _seen(doc) != seen:
                     seen, sent, poll = _seen(doc), time.monotonic(), POLL_MIN_S
                     yield producer_pb2.WatchEvent(job=render.job_info(doc))
