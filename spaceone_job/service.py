@@ -160,11 +160,9 @@ class ReadService:
         return ListResult(docs, total, plan.minimal)
 
     def _list_pipeline(self, plan: ListPlan, timeout: float) -> ListResult:
-        counted = self.store.aggregate(plan.count_pipeline(), timeout=timeout)
-        total = int(counted[0]["total_count"]) if counted else 0
-        docs: list[Document] = []
-        if not plan.count_only and plan.skip < total:
-            docs = self.store.aggregate(plan.pipeline(), timeout=timeout)
+        docs, total = self.store.page_pipeline(
+            plan.rows(), plan.page(), skip=plan.skip, count_only=plan.count_only, timeout=timeout
+        )
         return ListResult(docs, total, plan.minimal)
 
     def _shortcuts(self, caller: Caller, request: Mapping[str, Any]) -> list[Clause]:

@@ -35,24 +35,17 @@ class ListPlan:
     stages: tuple[Clause, ...] | None = None
     unwind_path: str | None = None
 
-    def pipeline(self) -> list[Clause]:
-        """The full aggregation pipeline of pipeline mode."""
-        page: list[Clause] = [{"$skip": self.skip}] if self.skip else []
+    def rows(self) -> list[Clause]:
+        """The stages of pipeline mode that make its rows, before they are counted or paged."""
+        return [{"$match": self.filter}, *(self.stages or ())]
+
+    def page(self) -> list[Clause]:
+        """The stages of pipeline mode that page and shape its rows."""
+        skip: list[Clause] = [{"$skip": self.skip}] if self.skip else []
         shape: list[Clause] = (
             [{"$project": {"_id": 0, **self.projection}}] if self.projection else []
         )
-        return [
-            {"$match": self.filter},
-            *(self.stages or ()),
-            {"$sort": dict(self.sort)},
-            *page,
-            {"$limit": self.limit},
-            *shape,
-        ]
-
-    def count_pipeline(self) -> list[Clause]:
-        """The pipeline that counts pipeline-mode rows before paging."""
-        return [{"$match": self.filter}, *(self.stages or ()), {"$count": "total_count"}]
+        return [{"$sort": dict(self.sort)}, *skip, {"$limit": self.limit}, *shape]
 
 
 def page_window(page: Mapping[str, Any] | None, limits: Limits) -> tuple[int, int]:

@@ -383,31 +383,60 @@ class EmbeddedJobStore(JobStore):
         return [without_id(found[i]) for i in ids]
 
     def aggregate(self, pipeline: Sequence[Document], *, timeout: float) -> list[Document]:
-        """Run an aggregation pipeline within ``timeout``; see the module doc for how.
+        """Run an aggregation pipeline within ``timeout``; see :meth:`_through` for how."""
+        return WATCHDOG.run(timeout, lambda deadline: _finished(self._through(pipeline, deadline)))
+
+    def page_pipeline(
+        self,
+        rows: Sequence[Document],
+        page: Sequence[Document],
+        *,
+        skip: int,
+        count_only: bool,
+        timeout: float,
+    ) -> tuple[list[Document], int]:
+        """The count and the page of :meth:`JobStore.page_pipeline`, from one pass of ``rows``."""
+
+        def work(deadline: float) -> tuple[list[Document], int]:
+            found = self._through(rows, deadline)
+            if count_only or skip >= len(found):
+                return [], len(found)
+            return _finished(self._through(page, deadline, found, len(rows))), len(found)
+
+        return WATCHDOG.run(timeout, work)
+
+    def _through(
+        self,
+        pipeline: Sequence[Document],
+        deadline: float,
+        rows: list[Document] | None = None,
+        first: int = 0,
+    ) -> list[Document]:
+        """The rows out of ``pipeline`` (stage numbers counted from ``first``), from ``rows``
+        (copies, the output of earlier stages) or from the stored documents.
 
         Leading ``$match`` stages read the stored documents in place; only the rows they let
         through are copied for the stages after them, one level deep (the stages here build new
         rows rather than change nested values; a dotted ``$addFields`` would, so then the rows
-        are copied whole).
+        are copied whole), under the lock (see find_one).
         """
-
-        def work(deadline: float) -> list[Document]:
+        shared = rows is None
+        if rows is None:
             rows = self._stored()
-            copy = copied if any(_writes_nested(stage) for stage in pipeline) else dict
-            shared = True
-            for index, stage in enumerate(pipeline):
-                if shared and "$match" not in stage:
-                    rows, shared = [copy(row) for row in rows], False
-                try:
-                    rows = self._stage(rows, stage, deadline)
-                except _REFUSALS as exc:
-                    # Where MongoDB refuses values that do not fit an expression, mongomock
-                    # fails in Python; either way it is the caller's query against these values.
-                    LOG.info("stage %d refused by the embedded store: %r", index, exc)
-                    raise QueryRefused(f"{type(exc).__name__}: {exc}", stage=index) from exc
-            return [without_object_ids(row) for row in rows]
-
-        return WATCHDOG.run(timeout, work)
+        copy = copied if any(_writes_nested(stage) for stage in pipeline) else dict
+        for index, stage in enumerate(pipeline, first):
+            if shared and "$match" not in stage:
+                with self._lock:
+                    rows = [copy(row) for row in rows]
+                shared = False
+            try:
+                rows = self._stage(rows, stage, deadline)
+            except _REFUSALS as exc:
+                # Where MongoDB refuses values that do not fit an expression, mongomock
+                # fails in Python; either way it is the caller's query against these values.
+                LOG.info("stage %d refused by the embedded store: %r", index, exc)
+                raise QueryRefused(f"{type(exc).__name__}: {exc}", stage=index) from exc
+        return rows
 
     def _stage(self, rows: list[Document], stage: Document, deadline: float) -> list[Document]:
         ((operator, options),) = stage.items()
@@ -482,6 +511,11 @@ _OWN_STAGES: dict[str, Callable[[list[Document], Any], list[Document]]] = {
     "$unwind": stages.unwind,
     "$group": stages.group,
 }
+
+
+def _finished(rows: list[Document]) -> list[Document]:
+    """Rows as a pipeline answers them: ObjectIds as strings."""
+    return [without_object_ids(row) for row in rows]
 
 
 def _writes_nested(stage: Document) -> bool:

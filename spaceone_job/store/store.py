@@ -243,6 +243,24 @@ class JobStore:
             rows = self._collection.aggregate(list(pipeline), maxTimeMS=_ms(timeout))
             return [without_object_ids(row) for row in rows]
 
+    def page_pipeline(
+        self,
+        rows: Sequence[Document],
+        page: Sequence[Document],
+        *,
+        skip: int,
+        count_only: bool,
+        timeout: float,
+    ) -> tuple[list[Document], int]:
+        """How many rows the pipeline ``rows`` gives, and the ``page`` stages (sort, skip,
+        limit, project) applied to them: two pipelines here (a count, then the page, unless it
+        starts past the count)."""
+        counted = self.aggregate([*rows, {"$count": "total_count"}], timeout=timeout)
+        total = int(counted[0]["total_count"]) if counted else 0
+        if count_only or skip >= total:
+            return [], total
+        return self.aggregate([*rows, *page], timeout=timeout), total
+
     def update_one(
         self,
         filter: Document,
