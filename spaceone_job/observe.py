@@ -46,7 +46,7 @@ _REQUEST_IDS = random.Random()
 LOG_LINES_DROPPED = prometheus_client.Counter(
     "spaceone_job_log_lines_dropped", "Log lines dropped because the log output did not keep up"
 )
-# Log records that may wait for the writer thread (see LogWriter): about 4 MB of call lines.
+# Log lines that may wait for the writer thread (see LogWriter): a few MB of call lines.
 LOG_BACKLOG = 10_000
 # The writer's pause after writing what waited: lines leave within this, in batches.
 WRITE_PAUSE_S = 0.05

@@ -81,7 +81,8 @@ class Rpc(Generic[Request, Response]):
         """The whole call, apart from grpc: gate, token, permission, method, log line."""
         error: errors.ServiceError | None = None
         response: Response | None = None
-        # The call's log line is written as the block ends: before the answer leaves.
+        # The call's log line is made as the block ends, before the answer leaves (written by
+        # observe's writer thread when there is one).
         with observe.observed(self.name, dict(metadata)) as call:
             try:
                 with servicer.gate.slot():
@@ -160,7 +161,6 @@ class OnLoop:
             context.set_trailing_metadata(outcome.trailing_metadata)
             return outcome.response
 
-        handler.__name__ = rpc_.name
         return handler
 
 
