@@ -48,7 +48,10 @@ def test_a_get_on_the_embedded_store_is_answered_on_the_event_loop(
     names = _threads_of_gets(live, monkeypatch)
     answer = live.call("get", job_pb2.JobRequest(job_id="job-000000000001"), token())
     assert answer.code is grpc.StatusCode.OK
-    assert names == ["grpc-loop"]
+    if live.app.store.embedded:
+        assert names == ["grpc-loop"]
+    else:  # SPACEONE_JOB_TEST_MONGODB_URI: the driver blocks, so the pool
+        assert len(names) == 1 and names[0].startswith("rpc"), names
 
 
 class SlowCollection:
