@@ -147,7 +147,8 @@ class LogWriter(logging.handlers.QueueHandler):
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what waits (for up to ``timeout_s``), then let later records be written at once."""
         global _writer
-        _writer = None
+        if _writer is self:
+            _writer = None
         root = logging.getLogger()
         if self in root.handlers:
             root.handlers[root.handlers.index(self)] = self._output

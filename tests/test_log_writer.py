@@ -64,10 +64,14 @@ def test_lines_wait_in_order_and_past_the_backlog_are_dropped_and_counted(
     assert [r.getMessage() for r in output.records] == ["first", "line 2", "line 3", "line 4"]
 
 
-def test_close_writes_what_waits_and_later_lines_are_written_at_once() -> None:
+def test_close_writes_what_waits_and_later_lines_are_written_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     output = Held()
     output.go.set()
     writer = observe.LogWriter(output)
+    process_writer = observe.LogWriter(Held())
+    monkeypatch.setattr(observe, "_writer", process_writer)
     root = logging.getLogger()
     kept = root.handlers[:]
     root.handlers.append(writer)
@@ -77,10 +81,12 @@ def test_close_writes_what_waits_and_later_lines_are_written_at_once() -> None:
         writer.close()
         assert len(output.records) == 50
         assert writer not in root.handlers and output in root.handlers
+        assert observe._writer is process_writer, "another writer's close left it in place"
         logging.getLogger("spaceone_job.test").warning("after close")
         assert output.records[-1].getMessage() == "after close"
     finally:
         root.handlers[:] = kept
+        process_writer.close()
 
 
 def test_a_call_line_is_made_a_record_on_the_writer_thread_with_the_call_time(
