@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import mongomock
 import mongomock.collection
 import pytest
 from pymongo.errors import OperationFailure
@@ -29,6 +30,38 @@ def test_a_job_id_is_stored_once(store: JobStore, add: Callable[..., dict[str, A
     with pytest.raises(DuplicateJobId):
         store.insert([job(job_id="job-000000000002"), job(job_id="job-000000000002")])
     assert store.count({"domain_id": D2}, timeout=5) == 0
+
+
+def test_a_creates_request_key_is_stored_once_and_never_read_back_unasked(
+    store: JobStore, add: Callable[..., dict[str, Any]]
+) -> None:
+    record = {"key": "k" * 32, "fingerprint": "f" * 32}
+    add(job_id="job-000000000001", request=record)
+    add(job_id="job-000000000002")
+    add(job_id="job-000000000003")  # many jobs have no request: the index is sparse
+    with pytest.raises(DuplicateJobId):
+        store.insert([job(job_id="job-000000000004", request=dict(record))])
+    assert store.count({}, timeout=5) == 3
+    pinned = store.find_one({"request.key": "k" * 32, "domain_id": D1}, {"job_id": 1, "request": 1})
+    assert pinned == {"job_id": "job-000000000001", "request": record}
+    reads = [
+        store.find_one({"job_id": "job-000000000001"}),
+        *store.find({}, projection=None, sort=[], skip=0, limit=0, timeout=5),
+        *store.page({}, projection=None, sort=[], skip=0, limit=0, count_only=False, timeout=5)[0],
+        *store.aggregate([{"$match": {"domain_id": D1}}], timeout=5),
+    ]
+    assert reads and all(doc is not None and "request" not in doc for doc in reads)
+    assert store.delete_many({"job_id": "job-000000000001"}, timeout=5) == 1
+    store.insert([job(job_id="job-000000000004", request=dict(record))])  # the key is free again
+
+
+def test_the_mongodb_store_reports_a_duplicate_among_many_as_a_duplicate() -> None:
+    # insert_many answers a bulk write error whose write errors hold the duplicate key (11000).
+    mongo = JobStore(mongomock.MongoClient().db.job, "MongoDB (mongomock)")
+    mongo.ensure_indexes()
+    mongo.insert([job(job_id="job-000000000001")])
+    with pytest.raises(DuplicateJobId):
+        mongo.insert([job(job_id="job-000000000002"), job(job_id="job-000000000001")])
 
 
 def test_lookups_of_one_job_apply_the_whole_filter(

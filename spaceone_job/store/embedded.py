@@ -209,7 +209,11 @@ class EmbeddedJobStore(JobStore):
     def __init__(self, collection: Any, description: str, *, model: Model = Job) -> None:
         super().__init__(collection, description, model=model)
         self._lock = threading.RLock()
-        self._ids: dict[str, Any] = {}
+        # MongoDB's unique indexes: each unique field's stored values -> the document's _id. As
+        # a sparse index does, a document without the field is not in it.
+        self._unique: dict[str, dict[Any, Any]] = {
+            spec["fields"][0][0]: {} for spec in self.indexes if spec.get("unique")
+        }
         _index_by_object_id(collection)
 
     def sibling(self, model: Model) -> EmbeddedJobStore:
@@ -227,16 +231,23 @@ class EmbeddedJobStore(JobStore):
         raise ChangesUnavailable("the embedded store notifies watchers in-process")
 
     def insert(self, documents: Sequence[Document], timeout: float | None = None) -> None:
-        """Insert documents; an id already stored raises :class:`DuplicateJobId`."""
+        """Insert documents; a unique value already stored raises :class:`DuplicateJobId`,
+        and then nothing is inserted."""
         with self._lock:
-            batch = [doc[self.key] for doc in documents]
-            clash = next((j for j in batch if j in self._ids), None)
-            if clash is None and len(set(batch)) != len(batch):
-                clash = next(j for j in batch if batch.count(j) > 1)
-            if clash is not None:
-                raise DuplicateJobId(f"{self.key} {clash} is already stored")
+            for field, stored in self._unique.items():
+                batch = [value for doc in documents if (value := _value(doc, field)) is not None]
+                clash = next((value for value in batch if value in stored), None)
+                if clash is None and len(set(batch)) != len(batch):
+                    clash = next(value for value in batch if batch.count(value) > 1)
+                if clash is not None:
+                    raise DuplicateJobId(f"{field} {clash} is already stored")
             super().insert(documents, timeout)
-            self._ids.update((doc[self.key], doc["_id"]) for doc in documents)
+            for field, stored in self._unique.items():
+                stored.update(
+                    (value, doc["_id"])
+                    for doc in documents
+                    if (value := _value(doc, field)) is not None
+                )
 
     def _stored(self) -> list[Document]:
         # A snapshot: mongomock holds a reader lock while its generator is open.
@@ -248,11 +259,20 @@ class EmbeddedJobStore(JobStore):
         return (doc for doc in self._stored() if filter_applies(spec, doc))
 
     def _pinned(self, filter: Document) -> tuple[bool, Document | None]:
-        """Whether ``filter`` pins one id, and then the stored document if it matches."""
-        pinned = _pinned_id(filter, self.key)
+        """Whether ``filter`` pins one unique value, and then the stored document if it
+        matches."""
+        pinned = next(
+            (
+                (values, value)
+                for field, values in self._unique.items()
+                if (value := _pinned_id(filter, field)) is not None
+            ),
+            None,
+        )
         if pinned is None:
             return False, None
-        stored = _by_object_id(self._collection, self._ids.get(pinned))
+        values, value = pinned
+        stored = _by_object_id(self._collection, values.get(value))
         if stored is None:
             return True, None
         matches = _equal_strings(filter, stored)
@@ -267,13 +287,16 @@ class EmbeddedJobStore(JobStore):
         timeout: float | None = None,
     ) -> Document | None:
         """The first document matching ``filter``, or None."""
-        if projection is None:
-            # Under the lock: mongomock changes a stored document in place, field by field.
-            with self._lock:
-                pinned, found = self._pinned(filter)
-                if pinned:
-                    return None if found is None else without_id(found)
-        return super().find_one(filter, projection, timeout)
+        # Under the lock: mongomock changes a stored document in place, field by field.
+        with self._lock:
+            pinned, found = self._pinned(filter)
+            if pinned and found is None:
+                return None
+            if found is not None and projection is None:
+                return without_id(found, self.internal)
+            if found is not None:
+                filter = {"_id": found["_id"]}  # matched above; mongomock projects it
+            return super().find_one(filter, projection, timeout)
 
     def update_one(
         self,
@@ -292,16 +315,34 @@ class EmbeddedJobStore(JobStore):
             return super().update_one(filter, changes, projection, timeout)
 
     def update_many(self, filter: Document, changes: Document, timeout: float | None = None) -> int:
-        """Apply ``changes`` to every match; how many changed. As on MongoDB, each document
-        changes atomically, the whole does not: the lock is held for one document at a time,
-        never for the scan, so that a lookup never waits for one."""
-        changed = 0
+        """Apply ``changes`` to every match; how many changed."""
+        return self._each_match(
+            filter, lambda match: super(EmbeddedJobStore, self).update_many(match, changes, timeout)
+        )
+
+    def delete_many(self, filter: Document, timeout: float | None = None) -> int:
+        """Remove every match; how many were removed."""
+
+        def delete(match: Document) -> int:
+            stored = _by_object_id(self._collection, match["_id"])
+            for field, values in self._unique.items():
+                values.pop(_value(stored or {}, field), None)
+            return super(EmbeddedJobStore, self).delete_many(match, timeout)
+
+        return self._each_match(filter, delete)
+
+    def _each_match(self, filter: Document, apply: Callable[[Document], int]) -> int:
+        """``apply({"_id": ...})`` to each document matching ``filter``; the sum of what it
+        returned. As on MongoDB, each document changes atomically, the whole does not: the lock
+        is held for one document at a time, never for the scan, so that a lookup never waits
+        for one."""
+        done = 0
         for match in [doc["_id"] for doc in self._stored() if filter_applies(filter, doc)]:
             with self._lock:
                 stored = _by_object_id(self._collection, match)
                 if stored is not None and filter_applies(filter, stored):
-                    changed += super().update_many({"_id": match}, changes, timeout)
-        return changed
+                    done += apply({"_id": match})
+        return done
 
     def count(self, filter: Document, *, timeout: float) -> int:
         """How many documents match ``filter``, within ``timeout``."""
@@ -376,7 +417,7 @@ class EmbeddedJobStore(JobStore):
         """Copies of ``page``, projected by mongomock when asked."""
         if not projection:
             with self._lock:  # see find_one
-                return [without_id(doc) for doc in page]
+                return [without_id(doc, self.internal) for doc in page]
         ids = [doc["_id"] for doc in page]
         shown = {**projection, "_id": 1}
         found = {d["_id"]: d for d in self._collection.find({"_id": {"$in": ids}}, shown)}
@@ -384,7 +425,9 @@ class EmbeddedJobStore(JobStore):
 
     def aggregate(self, pipeline: Sequence[Document], *, timeout: float) -> list[Document]:
         """Run an aggregation pipeline within ``timeout``; see :meth:`_through` for how."""
-        return WATCHDOG.run(timeout, lambda deadline: _finished(self._through(pipeline, deadline)))
+        return WATCHDOG.run(
+            timeout, lambda deadline: self._finished(self._through(pipeline, deadline))
+        )
 
     def page_pipeline(
         self,
@@ -401,7 +444,7 @@ class EmbeddedJobStore(JobStore):
             found = self._through(rows, deadline)
             if count_only or skip >= len(found):
                 return [], len(found)
-            return _finished(self._through(page, deadline, found, len(rows))), len(found)
+            return self._finished(self._through(page, deadline, found, len(rows))), len(found)
 
         return WATCHDOG.run(timeout, work)
 
@@ -438,6 +481,14 @@ class EmbeddedJobStore(JobStore):
                 raise QueryRefused(f"{type(exc).__name__}: {exc}", stage=index) from exc
         return rows
 
+    def _finished(self, rows: list[Document]) -> list[Document]:
+        """Rows as a pipeline answers them: ObjectIds as strings, without the service's own
+        fields (MongoDB's pipelines drop them after their leading matches)."""
+        return [
+            without_object_ids({k: v for k, v in row.items() if k not in self.internal})
+            for row in rows
+        ]
+
     def _stage(self, rows: list[Document], stage: Document, deadline: float) -> list[Document]:
         ((operator, options),) = stage.items()
         if operator == "$match":
@@ -473,7 +524,8 @@ class EmbeddedJobStore(JobStore):
         """Remove every job."""
         with self._lock:
             super().drop()
-            self._ids.clear()
+            for values in self._unique.values():
+                values.clear()
 
 
 def _by_object_id(collection: Any, object_id: Any) -> Document | None:
@@ -513,11 +565,6 @@ _OWN_STAGES: dict[str, Callable[[list[Document], Any], list[Document]]] = {
 }
 
 
-def _finished(rows: list[Document]) -> list[Document]:
-    """Rows as a pipeline answers them: ObjectIds as strings."""
-    return [without_object_ids(row) for row in rows]
-
-
 def _writes_nested(stage: Document) -> bool:
     """Whether a stage sets a field inside a nested document (mongomock does that in place)."""
     ((operator, options),) = stage.items()
@@ -545,6 +592,11 @@ def _equal_strings(filter: Document, stored: Document) -> bool | None:
 
 
 _MISSING = object()
+
+
+def _value(doc: Document, path: str) -> Any:
+    """The value at a dotted ``path`` of a document, or None."""
+    return stages.value_at(doc, path.split("."))
 
 
 def _pinned_id(filter: Document, key: str) -> str | None:

@@ -65,6 +65,9 @@ class Job(Document):  # type: ignore[misc]
     created_at = DateTimeField(required=True)
     updated_at = DateTimeField(required=True)
     finished_at = DateTimeField(default=None, null=True)
+    # The producer's create request that made the job (key, fingerprint, first answer); never
+    # rendered. Its key is unique (in the domain, the workspace: see idempotency.py).
+    request = DictField(default=None)
 
     meta: ClassVar[dict[str, Any]] = {
         "collection": "job",
@@ -77,6 +80,8 @@ class Job(Document):  # type: ignore[misc]
             {"fields": ["domain_id", "data_source_id", "-created_at"], "name": "domain_source"},
             {"fields": ["domain_id", "status", "-created_at"], "name": "domain_status"},
             {"fields": ["status", "updated_at"], "name": "status_updated"},
+            # A create's retry finds its job; two creates of one request make one job.
+            {"fields": ["request.key"], "name": "request_key", "unique": True, "sparse": True},
         ],
     }
 
@@ -106,8 +111,9 @@ class JobTask(Document):  # type: ignore[misc]
     started_at = DateTimeField(default=None, null=True)
     updated_at = DateTimeField(required=True)
     finished_at = DateTimeField(default=None, null=True)
-    # The producers' latest request ids, written with the change each made (retries).
-    request_ids = ListField(StringField(max_length=64), default=list)
+    # The producers' requests (key, fingerprint, first answer), each written with the change it
+    # made, for the task's whole life; never rendered.
+    requests = ListField(DictField(), default=list)
 
     meta: ClassVar[dict[str, Any]] = {
         "collection": "job_task",
@@ -165,3 +171,5 @@ def new_document(data: dict[str, Any], model: Model = Job) -> dict[str, Any]:
 
 # The unique id field of each model's documents.
 KEYS: dict[Any, str] = {Job: "job_id", JobTask: "job_task_id"}
+# Fields the service keeps for itself: left out of what reads return unless asked for by name.
+INTERNAL: dict[Any, tuple[str, ...]] = {Job: ("request",), JobTask: ("requests",)}

@@ -21,6 +21,7 @@ from bson import ObjectId
 from mongoengine.connection import get_db
 from pymongo import ReturnDocument
 from pymongo.errors import (
+    BulkWriteError,
     ConnectionFailure,
     DuplicateKeyError,
     ExecutionTimeout,
@@ -30,17 +31,19 @@ from pymongo.errors import (
 )
 
 from spaceone_job.errors import ServiceError
-from spaceone_job.store.model import KEYS, Job, Model
+from spaceone_job.store.model import INTERNAL, KEYS, Job, Model
 
 LOG = logging.getLogger(__name__)
 Document = dict[str, Any]
 # Refusals that are the server's configuration, not the query's: Unauthorized, AuthenticationFailed.
 _SERVER_SIDE_CODES = frozenset({13, 18})
 EMBEDDED_DESCRIPTION = "embedded, in-memory, development only"
+DUPLICATE_KEY = 11000
 
 
 class DuplicateJobId(Exception):
-    """An insert met an id (``job_id``, ``job_task_id``) that is already stored."""
+    """An insert met a unique value (``job_id``, ``job_task_id``, a create's request key) that
+    is already stored."""
 
 
 class ChangesUnavailable(Exception):
@@ -85,6 +88,9 @@ class JobStore:
         self.model = model
         # The unique id field (job_id, job_task_id).
         self.key = KEYS[model]
+        # The service's own fields, left out of reads that do not name them, and the others.
+        self.internal = INTERNAL[model]
+        self.fields = tuple(name for name in model._fields if name not in ("id", *self.internal))
         self.indexes: tuple[dict[str, Any], ...] = tuple(model._meta["index_specs"])
         self._reach = reach
         self._db_timeout_s = db_timeout_s
@@ -119,10 +125,29 @@ class JobStore:
             raise (request_timeout() if exc.timeout else _db_unavailable()) from exc
         except DuplicateKeyError as exc:
             raise DuplicateJobId(str(exc.details or exc)) from exc
+        except BulkWriteError as exc:  # insert_many reports a duplicate key among its errors
+            codes = {error.get("code") for error in exc.details.get("writeErrors", ())}
+            if DUPLICATE_KEY in codes:
+                raise DuplicateJobId(str(exc.details)) from exc
+            raise
         except PyMongoError as exc:
             if getattr(exc, "timeout", False):
                 raise request_timeout() from exc
             raise
+
+    def _projection(self, projection: Mapping[str, Any] | None) -> dict[str, Any]:
+        # The ObjectId is never rendered; leaving it out saves decoding it on every row. So are
+        # the service's own fields, unless the projection names what it wants.
+        if projection and any(value for value in projection.values()):
+            return {"_id": 0, **projection}
+        return {"_id": 0, **dict.fromkeys(self.internal, 0), **(projection or {})}
+
+    def _without_internal(self, pipeline: Sequence[Document]) -> list[Document]:
+        """``pipeline`` with the service's own fields dropped after its leading ``$match``
+        stages (where an index serves them), so that rows never carry them."""
+        stages = list(pipeline)
+        lead = next((i for i, stage in enumerate(stages) if "$match" not in stage), len(stages))
+        return [*stages[:lead], {"$project": dict.fromkeys(self.internal, 0)}, *stages[lead:]]
 
     def ensure_indexes(self) -> list[str]:
         """Create the model's indexes that are missing; the names of those created.
@@ -169,7 +194,7 @@ class JobStore:
     ) -> Document | None:
         """The first document matching ``filter``, or None."""
         with self._call(timeout):
-            doc: Document | None = self._collection.find_one(filter, _projection(projection))
+            doc: Document | None = self._collection.find_one(filter, self._projection(projection))
             return doc
 
     def find(
@@ -186,7 +211,7 @@ class JobStore:
         with self._call(timeout), self.refusals():
             cursor = self._collection.find(
                 filter,
-                _projection(projection),
+                self._projection(projection),
                 sort=list(sort) or None,
                 skip=skip,
                 limit=limit,
@@ -240,7 +265,9 @@ class JobStore:
     def aggregate(self, pipeline: Sequence[Document], *, timeout: float) -> list[Document]:
         """Run an aggregation pipeline in the database."""
         with self._call(timeout), self.refusals():
-            rows = self._collection.aggregate(list(pipeline), maxTimeMS=_ms(timeout))
+            rows = self._collection.aggregate(
+                self._without_internal(pipeline), maxTimeMS=_ms(timeout)
+            )
             return [without_object_ids(row) for row in rows]
 
     def page_pipeline(
@@ -273,7 +300,7 @@ class JobStore:
             doc: Document | None = self._collection.find_one_and_update(
                 filter,
                 changes,
-                projection=_projection(projection),
+                projection=self._projection(projection),
                 return_document=ReturnDocument.AFTER,
             )
         if doc is not None and isinstance(doc.get("job_id"), str):
@@ -301,6 +328,11 @@ class JobStore:
         with self._call(timeout):
             return int(self._collection.update_many(filter, changes).modified_count)
 
+    def delete_many(self, filter: Document, timeout: float | None = None) -> int:
+        """Remove every match; how many were removed."""
+        with self._call(timeout):
+            return int(self._collection.delete_many(filter).deleted_count)
+
     def drop(self) -> None:
         """Remove every job (tests and development only)."""
         with self._call(None):
@@ -315,12 +347,12 @@ def _key_pattern(keys: Any) -> tuple[tuple[str, Any], ...]:
     )
 
 
-def without_id(stored: Document) -> Document:
-    """A copy of a stored document without its ObjectId."""
+def without_id(stored: Document, hidden: Sequence[str] = ()) -> Document:
+    """A copy of a stored document without its ObjectId (nor the fields ``hidden``)."""
     return {
         key: copied(value) if isinstance(value, _CONTAINERS) else value
         for key, value in stored.items()
-        if key != "_id"
+        if key != "_id" and key not in hidden
     }
 
 
@@ -352,11 +384,6 @@ def copied(value: Any) -> Any:
 
 def _ms(timeout: float) -> int:
     return max(1, int(timeout * 1000))
-
-
-def _projection(projection: Mapping[str, Any] | None) -> dict[str, Any]:
-    # The ObjectId is never rendered; leaving it out saves decoding it on every row.
-    return {"_id": 0, **(projection or {})}
 
 
 def connect(
