@@ -53,7 +53,8 @@ test: $(STAMP) $(REFERENCE)
 	$(PY) -m pytest
 
 fuzz: $(STAMP) $(REFERENCE)
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py tests/test_parity_property.py
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py tests/test_parity_property.py \
+	  tests/test_producer_property.py tests/test_sizes.py
 
 # Our server vs a bare grpcio ceiling at 1k and 10k jobs (a few minutes); prints the report.
 # make bench RECORD=1 also writes it to bench/RESULTS.md.

@@ -32,7 +32,7 @@ from spaceone_job.config import SettingError, Settings, flag
 from spaceone_job.errors import ServiceError
 from spaceone_job.identity import Identity, channel_to
 from spaceone_job.lifecycle import Lifecycle, Sweeper
-from spaceone_job.producer import Producers
+from spaceone_job.producer import Bounds, Producers
 from spaceone_job.query.filters import Limits
 from spaceone_job.server import Served
 from spaceone_job.service import JOB_TASKS, Clock, JobService, ReadService, utcnow
@@ -54,6 +54,15 @@ def limits_of(settings: Settings) -> Limits:
         max_in_list=settings.max_in_list,
         max_regex_length=settings.max_regex_length,
         max_stat_stages=settings.max_stat_stages,
+    )
+
+
+def bounds_of(settings: Settings) -> Bounds:
+    """What one producer's request may store."""
+    return Bounds(
+        tasks_per_job=settings.max_tasks_per_job,
+        values_bytes=settings.max_values_bytes,
+        error_message_bytes=settings.max_error_message_bytes,
     )
 
 
@@ -188,7 +197,7 @@ class App:
         )
         self.tasks = self.store.sibling(JobTask)
         self.clock = clock
-        self.lifecycle = Lifecycle(self.store, self.tasks, clock)
+        self.lifecycle = Lifecycle(self.store, self.tasks, clock, settings.max_reports_per_task)
         limits, timeout_ms = limits_of(settings), settings.query_timeout_ms
         self.service = JobService(
             self.store, limits, timeout_ms, clock, on_cancel=self.lifecycle.cancel_tasks
@@ -204,7 +213,9 @@ class App:
         self.servicers = (
             JobServicer(self.service, authenticator, self.gate),
             JobTaskServicer(self.task_service, authenticator, self.gate),
-            ProducerServicer(Producers(self.lifecycle, self.tasks), authenticator, self.gate),
+            ProducerServicer(
+                Producers(self.lifecycle, bounds_of(settings)), authenticator, self.gate
+            ),
         )
         self.watch = WatchServicer(
             self.service, authenticator, self.hub, settings.watch_keepalive_s

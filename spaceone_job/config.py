@@ -88,6 +88,17 @@ class Settings:
     max_regex_length: int = _setting(256, "longest regex pattern accepted")
     max_stat_stages: int = _setting(32, "most aggregate stages in one stat query")
     max_receive_message_bytes: int = _setting(4 * 1024 * 1024, "largest request accepted")
+    max_tasks_per_job: int = _setting(1000, "most tasks a producer's create_job may give a job")
+    max_values_bytes: int = _setting(
+        2048,
+        "most bytes of options, changed and synced_accounts a producer stores with one job or task",
+    )
+    max_error_message_bytes: int = _setting(
+        1024, "a task's error_message is cut to this many bytes (16 or more)"
+    )
+    max_reports_per_task: int = _setting(
+        1000, "most start_task and report_progress calls one task takes (2 or more)"
+    )
     max_concurrent_rpcs: int = _setting(64, "Job calls served at once; more get RESOURCE_EXHAUSTED")
     grace_s: float = _setting(10.0, "how long in-flight calls may finish after SIGTERM")
     watch_keepalive_s: float = _setting(15.0, "a watch stream sends a keep-alive this often")
@@ -162,6 +173,10 @@ def _ranges(s: Settings) -> str | None:
         return f"{flag('metrics_port')} is -1 (off) or 0 to 65535; got {s.metrics_port}"
     if s.timeout_s < 0:
         return f"{flag('timeout_s')} is 0 (sweeper off) or more seconds; got {s.timeout_s}"
+    if s.max_error_message_bytes < 16:
+        return f"{flag('max_error_message_bytes')} is 16 or more; got {s.max_error_message_bytes}"
+    if s.max_reports_per_task < 2:
+        return f"{flag('max_reports_per_task')} is 2 or more; got {s.max_reports_per_task}"
     return None
 
 
@@ -181,6 +196,8 @@ _CHECKS: tuple[Callable[[Settings], str | None], ...] = (
         "max_stat_stages",
         "max_receive_message_bytes",
         "max_concurrent_rpcs",
+        "max_tasks_per_job",
+        "max_values_bytes",
         "identity_key_ttl_s",
         "watch_keepalive_s",
     ),

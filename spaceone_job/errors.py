@@ -36,6 +36,12 @@ STATUS_BY_CODE: Mapping[str, grpc.StatusCode] = {
     "ERROR_REQUIRED_X_DOMAIN_ID": _C.INVALID_ARGUMENT,
     "ERROR_NOT_FOUND": _C.NOT_FOUND,
     "ERROR_JOB_STATE": _C.FAILED_PRECONDITION,
+    # A producer's request id sent again with a different request.
+    "ERROR_REQUEST_ID_REUSED": _C.FAILED_PRECONDITION,
+    # A task took all the reports it may (start and progress).
+    "ERROR_TOO_MANY_REPORTS": _C.FAILED_PRECONDITION,
+    # Other writers kept changing a task in between; retryable.
+    "ERROR_CONCURRENT_CHANGE": _C.ABORTED,
     "ERROR_AUTHENTICATE_FAILURE": _C.UNAUTHENTICATED,
     "ERROR_PERMISSION_DENIED": _C.PERMISSION_DENIED,
     "ERROR_TOO_MANY_REQUESTS": _C.RESOURCE_EXHAUSTED,

@@ -1,26 +1,45 @@
-"""The producers' API rules (contract §11): who may create and run jobs, where, and retries.
+"""The producers' API rules (contract §11): who may create and run jobs, where, what they may
+store, and what identifies a retry.
 
 Schedulers and workers call with a SYSTEM_TOKEN (``x_domain_id``), as a DOMAIN_ADMIN, or as a
 WORKSPACE_OWNER for its own workspace. Every mutating request carries a ``request_id``; the
 lifecycle records it with the change it makes, so a retry answers as the first call did.
+Everything a request would store is checked before anything is written.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from spaceone_job import auth
+from spaceone_job import auth, sizes
 from spaceone_job.auth import DOMAIN_LEVEL, Caller
-from spaceone_job.errors import ServiceError, invalid, required
+from spaceone_job.errors import ServiceError, invalid, required, shown
+from spaceone_job.idempotency import Request
 from spaceone_job.lifecycle import Created, Lifecycle, TaskSpec
-from spaceone_job.query import schema
-from spaceone_job.store.store import Document, JobStore
+from spaceone_job.store.store import Document
 
 REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,64}$")
-MAX_TASKS = 1000
 WRITERS = frozenset({auth.DOMAIN_ADMIN, auth.WORKSPACE_OWNER})
+# Characters a stored key cannot hold: MongoDB reads "." as a path and "$" as an operator, and
+# BSON ends a key at NUL.
+_KEY_FORBIDS = (".", "$", "\0")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What one request may store. The defaults keep a full page of the largest jobs (1,000 at
+    the default page cap) under the 4 MiB a gRPC client accepts by default."""
+
+    tasks_per_job: int = 1000
+    # options, changed and synced_accounts of a job (options and changed of a task), in bytes of
+    # the answer that carries them.
+    values_bytes: int = 2048
+    # Longer error messages are cut to this many bytes (the failure is stored all the same).
+    error_message_bytes: int = 1024
 
 
 def _writer(caller: Caller) -> None:
@@ -32,13 +51,13 @@ def _writer(caller: Caller) -> None:
         )
 
 
-def _request_id(request: Mapping[str, Any]) -> str:
+def _request(operation: str, request: Mapping[str, Any]) -> Request:
     value = request.get("request_id", "")
     if not value:
         raise required("request_id")
     if not REQUEST_ID.match(value):
         raise invalid("request_id", "1 to 64 printable characters without spaces.")
-    return str(value)
+    return Request.of(operation, request)
 
 
 def _text(request: Mapping[str, Any], name: str, limit: int = 40) -> str:
@@ -48,17 +67,58 @@ def _text(request: Mapping[str, Any], name: str, limit: int = 40) -> str:
     return value
 
 
+def storable(value: Any, where: str) -> Any:
+    """``value`` checked to be storable as it is, and returned: every key a non-blank text
+    without ``.``, ``$`` or NUL (contract §11), no NaN or infinity. ``where`` is its path in the
+    request, which an error names (``tasks[1].options.a``)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not key.strip() or any(c in key for c in _KEY_FORBIDS):
+                raise ServiceError(
+                    "ERROR_INVALID_PARAMETER",
+                    f"A stored key cannot be blank or hold '.', '$' or NUL; {shown(key)} does.",
+                    key=where,
+                )
+            storable(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            storable(item, f"{where}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ServiceError(
+            "ERROR_INVALID_PARAMETER_TYPE", "NaN and infinity are not values.", key=where
+        )
+    return value
+
+
+def _cut(message: str, limit: int) -> str:
+    """``message`` in at most ``limit`` bytes of UTF-8, ending in an ellipsis when cut."""
+    encoded = message.encode()
+    if len(encoded) <= limit:
+        return message
+    return encoded[: limit - 3].decode(errors="ignore") + "\u2026"
+
+
 class Producers:
     """create a job; start, report on and finish its tasks; for an authenticated caller."""
 
-    def __init__(self, lifecycle: Lifecycle, tasks: JobStore) -> None:
+    def __init__(self, lifecycle: Lifecycle, bounds: Bounds | None = None) -> None:
         self.lifecycle = lifecycle
-        self.tasks = tasks
+        self.bounds = bounds or Bounds()
+
+    def _bounded(self, parts: Mapping[str, int], where: str) -> None:
+        """Refuse values past the bound, naming the largest part of them."""
+        size = sum(parts.values())
+        if size > self.bounds.values_bytes:
+            largest = max(parts, key=lambda name: parts[name])
+            raise invalid(
+                f"{where}{largest}",
+                f"{' + '.join(parts)} take {size} bytes; at most {self.bounds.values_bytes}.",
+            )
 
     def create_job(self, caller: Caller, request: Mapping[str, Any]) -> Created:
         """A job with its tasks in the caller's domain (and workspace, for a workspace one)."""
         _writer(caller)
-        request_id = _request_id(request)
+        identified = _request("create_job", request)
         data_source_id = _text(request, "data_source_id")
         if not data_source_id:
             raise required("data_source_id")
@@ -76,71 +136,69 @@ class Producers:
             "DOMAIN" if workspace_id == DOMAIN_LEVEL else "WORKSPACE"
         )
         tasks = request.get("tasks") or []
-        if len(tasks) > MAX_TASKS:
-            raise invalid("tasks", f"a job has at most {MAX_TASKS} tasks.")
+        if len(tasks) > self.bounds.tasks_per_job:
+            raise invalid("tasks", f"a job has at most {self.bounds.tasks_per_job} tasks.")
+        options = storable(request.get("options") or {}, "options")
+        changed = storable(request.get("changed") or [], "changed")
+        accounts = [str(a) for a in request.get("synced_accounts") or []]
+        self._bounded(sizes.job_values(options, changed, accounts), "")
         return self.lifecycle.create(
             domain_id=caller.domain_id,
             data_source_id=data_source_id,
             workspace_id=workspace_id,
             resource_group=resource_group,
-            options=schema.literal(request.get("options") or {}, "options"),
+            options=options,
             tasks=[self._spec(t, f"tasks[{i}]") for i, t in enumerate(tasks)],
-            changed=schema.literal(request.get("changed") or [], "changed"),
-            synced_accounts=self._accounts(request.get("synced_accounts") or []),
-            request_id=request_id,
+            changed=changed,
+            synced_accounts=accounts,
+            request=identified,
         )
 
-    @staticmethod
-    def _spec(raw: Mapping[str, Any], where: str) -> TaskSpec:
-        return TaskSpec(
-            options=schema.literal(raw.get("options") or {}, f"{where}.options"),
-            changed=schema.literal(raw.get("changed"), f"{where}.changed"),
-        )
+    def _spec(self, raw: Mapping[str, Any], where: str) -> TaskSpec:
+        options = storable(raw.get("options") or {}, f"{where}.options")
+        changed = storable(raw.get("changed"), f"{where}.changed")
+        self._bounded(sizes.task_values(options, changed), f"{where}.")
+        return TaskSpec(options=options, changed=changed)
 
     @staticmethod
-    def _accounts(accounts: Sequence[Any]) -> list[str]:
-        if len(accounts) > MAX_TASKS:
-            raise invalid("synced_accounts", f"at most {MAX_TASKS} accounts.")
-        return [str(a) for a in accounts]
-
-    def _task(self, caller: Caller, request: Mapping[str, Any]) -> str:
-        """The task's id, once it is known to be within the caller's write scope."""
+    def _scope(caller: Caller, request: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The task's id, and the write scope it must lie in."""
         task_id = _text(request, "job_task_id")
         if not task_id:
             raise required("job_task_id")
-        scope: dict[str, Any] = {"job_task_id": task_id, "domain_id": caller.domain_id}
+        scope: dict[str, Any] = {"domain_id": caller.domain_id}
         if caller.workspace_scoped:
             scope["workspace_id"] = caller.workspace_id
-        if self.tasks.find_one(scope, {"job_task_id": 1}) is None:
-            raise ServiceError(
-                "ERROR_NOT_FOUND",
-                "The job task does not exist or is out of reach.",
-                job_task_id=task_id,
-            )
-        return task_id
+        return task_id, scope
 
     def start_task(self, caller: Caller, request: Mapping[str, Any]) -> Document:
         """PENDING -> IN_PROGRESS."""
         _writer(caller)
-        request_id = _request_id(request)
-        return self.lifecycle.start_task(self._task(caller, request), request_id)
+        identified = _request("start_task", request)
+        task_id, scope = self._scope(caller, request)
+        return self.lifecycle.start_task(task_id, identified, scope)
 
     def report_progress(self, caller: Caller, request: Mapping[str, Any]) -> Document:
         """``created_count`` += the report's."""
         _writer(caller)
-        request_id = _request_id(request)
-        count = request.get("created_count", 0)
+        identified = _request("report_progress", request)
+        count = int(request.get("created_count", 0))
         if count < 0:
             raise invalid("created_count", "a count of rows stored, 0 or more.")
-        return self.lifecycle.progress(self._task(caller, request), count, request_id)
+        task_id, scope = self._scope(caller, request)
+        return self.lifecycle.progress(task_id, count, identified, scope)
 
     def finish_task(self, caller: Caller, request: Mapping[str, Any]) -> Document:
         """SUCCESS, or FAILURE with the report's error."""
         _writer(caller)
-        request_id = _request_id(request)
+        identified = _request("finish_task", request)
+        task_id, scope = self._scope(caller, request)
         return self.lifecycle.finish_task(
-            self._task(caller, request),
+            task_id,
             error_code=_text(request, "error_code", 254),
-            error_message=str(request.get("error_message", "")),
-            request_id=request_id,
+            error_message=_cut(
+                str(request.get("error_message", "")), self.bounds.error_message_bytes
+            ),
+            request=identified,
+            scope=scope,
         )

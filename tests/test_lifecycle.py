@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from spaceone.api.cost_analysis.v1 import job_pb2
 
+from spaceone_job import lifecycle as lifecycle_module
 from spaceone_job.errors import ServiceError
+from spaceone_job.idempotency import Request
 from spaceone_job.lifecycle import Created, Lifecycle, Sweeper, TaskSpec
 from spaceone_job.store.store import JobStore
 
@@ -147,6 +149,56 @@ def test_twelve_workers_finishing_one_jobs_tasks_at_once(
     assert sum(w["status"] == "SUCCESS" for w in transitions) == 1, "exactly one job transition"
     again = together(12, lambda i: lifecycle.finish_task(ids[i]))
     assert len(again) == 12 and job_of(store, created)["remained_tasks"] == 0, "never below 0"
+
+
+def test_a_retried_finish_completes_what_a_crash_left_undone(
+    lifecycle: Lifecycle, store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = running(lifecycle, tasks=1)
+    task_id = created.tasks[0]["job_task_id"]
+    request = Request.of("finish_task", {"request_id": "f", "job_task_id": task_id})
+
+    def crash(task: Any) -> None:
+        raise ConnectionError("the process died here")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(lifecycle, "_settle", crash)
+        with pytest.raises(ConnectionError):
+            lifecycle.finish_task(task_id, error_code="ERROR_PLUGIN", request=request)
+    assert job_of(store, created)["status"] == "IN_PROGRESS", "the task ended, its job did not"
+    again = lifecycle.finish_task(task_id, error_code="ERROR_PLUGIN", request=request)
+    assert again["status"] == "FAILURE"
+    job = job_of(store, created)
+    assert (job["status"], job["error_code"], job["remained_tasks"]) == (
+        "FAILURE",
+        "ERROR_JOB_TASK",
+        0,
+    )
+
+
+def test_a_create_that_fails_half_way_leaves_no_task_behind(
+    lifecycle: Lifecycle, store: JobStore, tasks: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(*args: Any, **kwargs: Any) -> None:
+        raise ServiceError("ERROR_DB_UNAVAILABLE", "The database is unreachable.")
+
+    monkeypatch.setattr(store, "insert", unreachable)
+    with pytest.raises(ServiceError):
+        running(lifecycle, tasks=3)
+    assert tasks.count({}, timeout=5) == 0
+
+
+def test_a_clash_of_a_new_id_draws_another(
+    lifecycle: Lifecycle, store: JobStore, tasks: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = running(lifecycle, tasks=2, source="ds-1").job["job_id"]
+    drawn = iter([taken, "job-00000000000b"])
+    monkeypatch.setattr(lifecycle_module, "new_job_id", lambda: next(drawn))
+    created = running(lifecycle, tasks=2, source="ds-2")
+    assert created.job["job_id"] == "job-00000000000b"
+    assert {t["job_id"] for t in created.tasks} == {"job-00000000000b"}
+    assert tasks.count({"job_id": taken}, timeout=5) == 2, "the other job's tasks are untouched"
+    assert tasks.count({}, timeout=5) == 4
 
 
 def test_cancel_cascades_to_pending_tasks_and_a_worker_is_stopped(

@@ -26,7 +26,7 @@ from spaceone_job.changes import ChangeHub
 from spaceone_job.store.store import JobStore
 
 from .conftest import Live, Serve, Token
-from .test_producer import create, report
+from .producing import create, report
 
 
 class Watcher(threading.Thread):

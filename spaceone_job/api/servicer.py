@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -170,8 +171,42 @@ def as_dict(request: message.Message) -> dict[str, Any]:
         return json_format.MessageToDict(request, preserving_proto_field_name=True)
     except json_format.SerializeToJsonError as exc:  # a Value holding NaN or infinity
         raise errors.ServiceError(
-            "ERROR_INVALID_PARAMETER_TYPE", "NaN and infinity are not values.", key="query"
+            "ERROR_INVALID_PARAMETER_TYPE",
+            "NaN and infinity are not values.",
+            key=_non_finite(request, "") or "request",
         ) from exc
+
+
+def _non_finite(item: message.Message, path: str) -> str | None:
+    """The path (``tasks[1].options.x``) of the first NaN or infinity in a message."""
+    parts: list[tuple[str, Any]] = []
+    if isinstance(item, struct_pb2.Value):
+        which = item.WhichOneof("kind")
+        if which == "number_value":
+            return None if math.isfinite(item.number_value) else path
+        if which in ("struct_value", "list_value"):
+            parts = [(path, getattr(item, which))]
+    elif isinstance(item, struct_pb2.Struct):
+        parts = [(f"{path}.{key}", value) for key, value in item.fields.items()]
+    elif isinstance(item, struct_pb2.ListValue):
+        parts = [(f"{path}[{i}]", value) for i, value in enumerate(item.values)]
+    else:
+        for f, value in item.ListFields():
+            name = f"{path}.{f.name}".lstrip(".")
+            if f.message_type is None:
+                continue
+            if f.message_type.GetOptions().map_entry:
+                parts += [(f"{name}.{key}", entry) for key, entry in value.items()]
+            elif f.is_repeated:
+                parts += [(f"{name}[{i}]", entry) for i, entry in enumerate(value)]
+            else:
+                parts.append((name, value))
+    for where, part in parts:
+        if isinstance(part, message.Message):
+            found = _non_finite(part, where)
+            if found is not None:
+                return found
+    return None
 
 
 class Gate:
