@@ -325,11 +325,13 @@ class App:
     def stop(self, grace_s: float | None = None) -> None:
         """Drain and stop.
 
-        Health turns NOT_SERVING at once while the port stays open, so probes read it; Job calls
-        that arrive meanwhile are refused UNAVAILABLE ``ERROR_SERVER_STOPPING`` (retryable);
-        those in flight have ``grace_s`` to finish; then the port closes.
+        The gate closes first, then health turns NOT_SERVING while the port stays open, so
+        probes read it and no call sent after a NOT_SERVING answer is served: Job calls that
+        arrive are refused UNAVAILABLE ``ERROR_SERVER_STOPPING`` (retryable); those in flight
+        have ``grace_s`` to finish; then the port closes.
         """
         grace = self.settings.grace_s if grace_s is None else grace_s
+        self.gate.close()
         self.sweeper.stop()
         if self.reloader is not None:
             self.reloader.stopped.set()

@@ -244,13 +244,19 @@ class Gate:
                 self._busy -= 1
                 self._cond.notify_all()
 
+    def close(self) -> None:
+        """Let no new call in (those running go on)."""
+        with self._cond:
+            if not self._closed:
+                self._closed = True
+                self._knocked = time.monotonic()
+
     def drain(self, grace_s: float) -> bool:
         """Let no new call in; wait up to ``grace_s`` for those running to end and for the
         callers to stop knocking (``QUIET_S``). Whether every running call ended."""
+        self.close()
         deadline = time.monotonic() + grace_s
         with self._cond:
-            self._closed = True
-            self._knocked = time.monotonic()
             ended = self._cond.wait_for(lambda: self._busy == 0, timeout=grace_s)
             while ended:
                 now = time.monotonic()
