@@ -15,8 +15,9 @@ from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.internal import api_implementation
-from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2, job_task_pb2_grpc
+from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 
 from spaceone_job import auth, observe, seed, server
 from spaceone_job.api.servicer import (
@@ -25,6 +26,7 @@ from spaceone_job.api.servicer import (
     JobTaskServicer,
     OnLoop,
     ProducerServicer,
+    add_service,
 )
 from spaceone_job.api.watch import WatchServicer
 from spaceone_job.changes import ChangeHub
@@ -38,13 +40,19 @@ from spaceone_job.server import Served
 from spaceone_job.service import JOB_TASKS, Clock, JobService, ReadService, utcnow
 from spaceone_job.store.model import JobTask
 from spaceone_job.store.store import ChangesUnavailable, JobStore, connect
-from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
+from spaceone_job.v1 import producer_pb2
 
 LOG = logging.getLogger(__name__)
-JOB_SERVICE: str = job_pb2.DESCRIPTOR.services_by_name["Job"].full_name
-JOB_TASK_SERVICE: str = job_task_pb2.DESCRIPTOR.services_by_name["JobTask"].full_name
-PRODUCER_SERVICE: str = producer_pb2.DESCRIPTOR.services_by_name["Producer"].full_name
-WATCH_SERVICE: str = producer_pb2.DESCRIPTOR.services_by_name["Watch"].full_name
+SERVICES: dict[str, ServiceDescriptor] = {
+    service.full_name: service
+    for service in (
+        job_pb2.DESCRIPTOR.services_by_name["Job"],
+        job_task_pb2.DESCRIPTOR.services_by_name["JobTask"],
+        producer_pb2.DESCRIPTOR.services_by_name["Producer"],
+        producer_pb2.DESCRIPTOR.services_by_name["Watch"],
+    )
+}
+JOB_SERVICE, JOB_TASK_SERVICE, PRODUCER_SERVICE, WATCH_SERVICE = SERVICES
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -248,12 +256,15 @@ class App:
         watch = self.watch
 
         def register(grpc_server: grpc.aio.Server, pool: Executor) -> None:
-            job_pb2_grpc.add_JobServicer_to_server(OnLoop(jobs, pool), grpc_server)
-            job_task_pb2_grpc.add_JobTaskServicer_to_server(OnLoop(tasks, pool), grpc_server)
-            producer_pb2_grpc.add_ProducerServicer_to_server(OnLoop(producers, pool), grpc_server)
-            producer_pb2_grpc.add_WatchServicer_to_server(watch, grpc_server)
+            for name, implementation in (
+                (JOB_SERVICE, OnLoop(jobs, pool)),
+                (JOB_TASK_SERVICE, OnLoop(tasks, pool)),
+                (PRODUCER_SERVICE, OnLoop(producers, pool)),
+                (WATCH_SERVICE, watch),
+            ):
+                add_service(grpc_server, SERVICES[name], implementation)
 
-        services = [JOB_SERVICE, JOB_TASK_SERVICE, PRODUCER_SERVICE, WATCH_SERVICE]
+        services = list(SERVICES)
         self.served = server.build_server(self.settings, services, register, self.tls)
         self.hub.bind(self.served.loop)
         return self.served.port

@@ -4,16 +4,19 @@ is bounded in count and time, on loopback."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import json_format, struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spaceone.api.cost_analysis.v1 import job_pb2
+from spaceone_job.v1 import producer_pb2
 
-from .conftest import Serve, Token
+from .conftest import InProcess, Live, Serve, Token, assert_refused
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -47,3 +50,72 @@ def test_no_call_sent_after_health_answered_not_serving_is_served(
     stopping.join(10)
     assert after, "health answered NOT_SERVING before the port closed"
     assert grpc.StatusCode.OK not in after, after
+
+
+def nested(depth: int) -> struct_pb2.Value:
+    """A Value holding a Struct nested ``depth`` levels deep."""
+    value = struct_pb2.Value()
+    inner = value
+    for _ in range(depth):
+        inner = inner.struct_value.fields["a"]
+    inner.string_value = "deep"
+    return value
+
+
+def deep_list() -> job_pb2.JobQuery:
+    query = job_pb2.JobQuery()
+    query.query.filter.add(k="options.a", o="eq").v.CopyFrom(nested(60))
+    return query
+
+
+def deep_create() -> producer_pb2.CreateJobRequest:
+    request = producer_pb2.CreateJobRequest(request_id="deep", data_source_id="ds-1")
+    request.options.fields["a"].CopyFrom(nested(60))
+    return request
+
+
+@pytest.mark.parametrize(
+    ("method", "build"),
+    [
+        ("/spaceone.api.cost_analysis.v1.Job/list", deep_list),
+        ("/spaceone_job.v1.Producer/create_job", deep_create),
+    ],
+    ids=["list filter", "create_job options"],
+)
+def test_a_message_nested_too_deep_is_a_clear_mistake_logged_once(
+    live: Live, token: Token, caplog: pytest.LogCaptureFixture, method: str, build: Any
+) -> None:
+    caplog.set_level(logging.INFO)
+    call = live.channel.unary_unary(method)  # bytes in and out: the client does not parse
+    with pytest.raises(grpc.RpcError) as raised:
+        call(build().SerializeToString(), metadata=(("token", token()),), timeout=5)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
+    assert (raised.value.details() or "").startswith("ERROR_INVALID_PARAMETER")
+    lines = [r for r in caplog.records if r.name == "spaceone_job.calls"]
+    assert len(lines) == 1 and '"code":"INVALID_ARGUMENT"' in lines[0].getMessage()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+def test_stat_results_hold_no_stored_document_id(api: InProcess, token: Token, add: Any) -> None:
+    add(job_id="job-000000000001", options={"a": 1})
+    query = {
+        "aggregate": [
+            {
+                "project": {
+                    "fields": [{"key": "options", "name": "pairs", "operator": "object_to_array"}]
+                }
+            }
+        ]
+    }
+    answer = api.call(
+        "stat", json_format.ParseDict({"query": query}, job_pb2.JobStatQuery()), token()
+    )
+    assert answer.code is grpc.StatusCode.OK, answer.details
+    rows = json_format.MessageToDict(answer.response)["results"]
+    assert rows == [{"pairs": [{"k": "a", "v": 1.0}]}]
+
+
+def test_add_fields_cannot_name_id(api: InProcess, token: Token) -> None:
+    query = {"add_fields": {"_id": 1}}
+    answer = api.call("list", json_format.ParseDict({"query": query}, job_pb2.JobQuery()), token())
+    assert_refused(answer, "ERROR_INVALID_PARAMETER", "add_fields._id")

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import grpc
-from google.protobuf import json_format, message, struct_pb2
+from google.protobuf import json_format, message, message_factory, struct_pb2
+from google.protobuf.descriptor import ServiceDescriptor
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2, job_task_pb2_grpc
 
 from spaceone_job import auth, errors, observe
@@ -90,6 +91,7 @@ class Rpc(Generic[Request, Response]):
                     caller = servicer.authenticator.authenticate(metadata, left())
                     call.domain_id = caller.domain_id
                     auth.authorize(caller, self.permission)
+                    readable(request)
                     response = self.method(servicer, request, caller, left())
             except Exception as exc:
                 error = errors.as_service_error(exc)
@@ -119,6 +121,60 @@ def rpc(
         return Rpc(method, permission, lookup)
 
     return wrap
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A request whose bytes protobuf could not parse (nested past its depth limit, or not a
+    message of its type): answered INVALID_ARGUMENT by the call, like any other mistake, rather
+    than by grpc with UNKNOWN and a logged traceback."""
+
+    reason: str
+
+
+def readable(request: Any) -> None:
+    """Refuse a request that could not be parsed."""
+    if isinstance(request, Undecodable):
+        raise errors.ServiceError(
+            "ERROR_INVALID_PARAMETER",
+            "The request cannot be read: it is not a message of its type, or its values are"
+            " nested too deeply.",
+            key="request",
+        )
+
+
+def _lenient(kind: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return kind.FromString(data)
+        except message.DecodeError as exc:
+            return Undecodable(str(exc))
+
+    return parse
+
+
+def add_service(server: grpc.aio.Server, service: ServiceDescriptor, implementation: Any) -> None:
+    """Serve ``service``'s methods from ``implementation``'s coroutines of the same names, each
+    request parsed by :func:`_lenient` (the generated ``add_*_to_server`` would let grpc answer
+    a request it cannot parse)."""
+    table = {}
+    for method in service.methods:
+        kind = (
+            grpc.unary_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        table[method.name] = kind(
+            getattr(implementation, method.name),
+            request_deserializer=_lenient(message_factory.GetMessageClass(method.input_type)),
+            response_serializer=message_factory.GetMessageClass(
+                method.output_type
+            ).SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, table),)
+    )
+    server.add_registered_method_handlers(service.full_name, table)
 
 
 class OnLoop:

@@ -19,6 +19,7 @@ import grpc
 
 from spaceone_job import auth, errors
 from spaceone_job.api import render
+from spaceone_job.api.servicer import readable
 from spaceone_job.auth import Authenticator, Caller
 from spaceone_job.changes import ChangeHub
 from spaceone_job.lifecycle import FINISHED
@@ -47,22 +48,23 @@ class WatchServicer(producer_pb2_grpc.WatchServicer):
         self.hub = hub
         self.keepalive_s = keepalive_s
 
-    def _first(self, metadata: Any, job_id: str) -> tuple[Caller, Document]:
+    def _first(self, metadata: Any, request: Any) -> tuple[Caller, Document]:
         caller = self.authenticator.authenticate(metadata)
         auth.authorize(caller, auth.READ)
-        return caller, self.service.get(caller, job_id)
+        readable(request)
+        return caller, self.service.get(caller, request.job_id)
 
     async def watch(
         self, request: producer_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[producer_pb2.WatchEvent]:
         """The job now, at each change, keep-alives between; ends when the job finishes."""
         loop = asyncio.get_running_loop()
-        job_id = request.job_id
         metadata = tuple(context.invocation_metadata() or ())
         try:
-            caller, doc = await loop.run_in_executor(None, self._first, metadata, job_id)
+            caller, doc = await loop.run_in_executor(None, self._first, metadata, request)
         except Exception as exc:
             await errors.abort_on_loop(context, errors.as_service_error(exc))
+        job_id = doc["job_id"]
         with self.hub.subscription(job_id) as changed:
             yield producer_pb2.WatchEvent(job=render.job_info(doc))
             seen, sent, poll = _seen(doc), time.monotonic(), POLL_MIN_S

@@ -18,6 +18,8 @@ from spaceone_job.query.schema import Kind, Schema
 
 DEFAULT_SORT: tuple[tuple[str, int], ...] = (("created_at", -1), ("_id", -1))
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# No output name may be _id: MongoDB keeps a document's id (and a group's keys) there.
+RESERVED_NAME = "_id"
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,8 @@ def add_fields_stage(spec: Mapping[str, Any], fields: Schema) -> Clause:
     out: Clause = {}
     for name, value in spec.items():
         where = f"query.add_fields.{name}"
-        if not NAME.match(name) or name in fields.document_fields:
-            raise invalid(where, "a new field name is a word that is not a job field.")
+        if not NAME.match(name) or name in fields.document_fields or name == RESERVED_NAME:
+            raise invalid(where, "a new field name is a word that is not a job field, nor _id.")
         out[name] = _field_value(value, where, fields)
     return {"$addFields": out}
 

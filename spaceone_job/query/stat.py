@@ -17,7 +17,7 @@ from typing import Any
 from spaceone_job.errors import ServiceError, invalid, required, shown
 from spaceone_job.query import schema
 from spaceone_job.query.filters import Clause, Context, Limits, combine, conditions, pick
-from spaceone_job.query.listing import NAME, page_window
+from spaceone_job.query.listing import NAME, RESERVED_NAME, page_window
 from spaceone_job.query.schema import Kind, Schema
 
 _DATE_PARTS = {"year": "$year", "month": "$month", "day": "$dayOfMonth"}
@@ -34,7 +34,6 @@ _CONDITION_OPERATORS = {
 }
 
 
-RESERVED_NAME = "_id"
 
 
 @dataclass
@@ -109,12 +108,12 @@ def _operators(value: Any) -> set[str]:
 
 
 def _flatten(row: Mapping[str, Any]) -> dict[str, Any]:
+    # A group's keys live in _id (a document); any other _id is a stored document's own, which
+    # is no result.
     out = {key: value for key, value in row.items() if key != "_id"}
     key = row.get("_id")
     if isinstance(key, Mapping):
         out.update(key)
-    elif key is not None:
-        out["_id"] = key
     return out
 
 
