@@ -32,7 +32,7 @@ from spaceone_job.api.watch import WatchServicer
 from spaceone_job.changes import ChangeHub
 from spaceone_job.config import SettingError, Settings, flag
 from spaceone_job.errors import ServiceError
-from spaceone_job.identity import Identity, channel_to
+from spaceone_job.identity import MAX_WAITING, Identity, channel_to
 from spaceone_job.lifecycle import Lifecycle, Sweeper
 from spaceone_job.producer import Bounds, Producers
 from spaceone_job.query.filters import Limits
@@ -265,7 +265,8 @@ class App:
                 add_service(grpc_server, SERVICES[name], implementation)
 
         services = list(SERVICES)
-        self.served = server.build_server(self.settings, services, register, self.tls)
+        waiting = MAX_WAITING if self.settings.identity_endpoint else 0
+        self.served = server.build_server(self.settings, services, register, self.tls, waiting)
         self.hub.bind(self.served.loop)
         return self.served.port
 

@@ -53,6 +53,9 @@ class UnknownKey(Exception):
 
 
 def _decoded(token: str, key: jwt.PyJWK) -> dict[str, Any]:
+    if key.algorithm_name not in ALGORITHMS:
+        # A symmetric (oct) key from identity or a file verifies nothing: tokens are RS256/ES256.
+        raise jwt.InvalidKeyError(f"a {key.algorithm_name} key verifies no token here")
     claims: dict[str, Any] = jwt.decode(
         token,
         key=key.key,
@@ -153,9 +156,16 @@ def _read_jwks(path: Path) -> dict[str | None, jwt.PyJWK]:
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise KeysError(f'{path} is not a JWK set: it needs {{"keys": [...]}}')
     try:
-        return {key.key_id: key for key in jwt.PyJWKSet.from_dict(document).keys}
+        keys = {key.key_id: key for key in jwt.PyJWKSet.from_dict(document).keys}
     except jwt.PyJWTError as exc:
         raise KeysError(f"{path} holds no usable public key: {exc}") from exc
+    for key in keys.values():
+        if key.algorithm_name not in ALGORITHMS:
+            raise KeysError(
+                f"{path} holds a {key.algorithm_name} key ({key.key_id}); tokens are verified"
+                f" with {' or '.join(ALGORITHMS)} public keys only"
+            )
+    return keys
 
 
 class KeySource(Protocol):

@@ -180,15 +180,19 @@ def build_server(
     services: Sequence[str],
     register: Register,
     tls: grpc.ServerCredentials | None = None,
+    waiting_threads: int = 0,
 ) -> Served:
     """A server for ``services`` (registered by ``register``) with health and reflection, bound
-    to its port (:class:`StartError` when it cannot be) but not started yet."""
+    to its port (:class:`StartError` when it cannot be) but not started yet. The pool holds a
+    thread for each call the limit lets in, ``waiting_threads`` for calls that wait before they
+    take their place (on identity), and a few to refuse the rest at once."""
     _claimable(settings.host, settings.port)
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True).start()
 
     pool = futures.ThreadPoolExecutor(
-        settings.max_concurrent_rpcs + REFUSING_THREADS, thread_name_prefix="rpc"
+        settings.max_concurrent_rpcs + waiting_threads + REFUSING_THREADS,
+        thread_name_prefix="rpc",
     )
 
     async def bound() -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -27,6 +28,7 @@ from spaceone.api.identity.v2 import app_pb2, app_pb2_grpc, domain_pb2_grpc
 
 from spaceone_job import auth, config
 from spaceone_job.app import App
+from spaceone_job.identity import MAX_FETCHES
 
 from .conftest import D1, D2, Live, Serve
 
@@ -59,11 +61,21 @@ class FakeIdentity(domain_pb2_grpc.DomainServicer, app_pb2_grpc.AppServicer):
     tokens: list[str] = field(default_factory=list)
     delay_s: float = 0.0
     down: bool = False
+    # How many calls were in progress at once, at the most.
+    busy: int = 0
+    most_busy: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _enter(self, name: str, context: grpc.ServicerContext) -> None:
-        self.calls[name] += 1
+        with self.lock:
+            self.calls[name] += 1
+            self.busy += 1
+            self.most_busy = max(self.most_busy, self.busy)
         self.tokens.append(dict(context.invocation_metadata()).get("token", ""))
-        time.sleep(self.delay_s)
+        self.released.wait(self.delay_s)
+        with self.lock:
+            self.busy -= 1
         if self.down:
             context.abort(grpc.StatusCode.UNAVAILABLE, "identity is down")
 
@@ -92,6 +104,7 @@ def identity() -> Iterator[tuple[FakeIdentity, int]]:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     yield fake, port
+    fake.released.set()  # slow answers end now
     server.stop(0)
 
 
@@ -291,3 +304,141 @@ def test_sighup_reloads_the_jwks(tmp_path: Path) -> None:
     jwks.write_text(json.dumps({"keys": [json.loads(second_jwk)]}))
     app.reload_keys()  # what the SIGHUP handler calls
     assert app.keys.authenticator.verify(token_of(second, D1, kid="second"))["did"] == D1
+
+
+def junk_token(tmp_path: Path, domain_id: str) -> str:
+    """A token of ``domain_id`` signed by a key no identity knows."""
+    key, _ = new_key(tmp_path, f"junk-{domain_id}")
+    return token_of(key, domain_id)
+
+
+def test_an_unknown_domain_is_asked_about_once_for_a_while(
+    beside: tuple[FakeIdentity, Live, dict[str, Path]], tmp_path: Path
+) -> None:
+    fake, live, _ = beside
+    junk = junk_token(tmp_path, "domain-junk000001")
+    codes = {listing(live, junk).code for _ in range(100)}
+    assert codes == {grpc.StatusCode.UNAUTHENTICATED}
+    assert fake.calls["domain-junk000001"] == 1
+
+
+def test_an_answer_that_is_no_key_is_asked_for_once_for_a_while(
+    beside: tuple[FakeIdentity, Live, dict[str, Path]],
+) -> None:
+    fake, live, private = beside
+    fake.keys[D2] = "not a JWK"
+    codes = {listing(live, token_of(private[D2], D2, n=i)).code for i in range(20)}
+    assert codes == {grpc.StatusCode.UNAUTHENTICATED}
+    assert fake.calls[D2] == 1
+
+
+def test_a_failed_fetch_is_remembered_for_a_short_time(
+    beside: tuple[FakeIdentity, Live, dict[str, Path]],
+) -> None:
+    fake, live, private = beside
+    fake.down = True
+    codes = {listing(live, token_of(private[D2], D2, n=i)).code for i in range(20)}
+    assert codes == {grpc.StatusCode.UNAVAILABLE}
+    assert fake.calls[D2] == 1
+    fake.down = False
+    deadline = time.monotonic() + 10
+    while listing(live, token_of(private[D2], D2)).code is not grpc.StatusCode.OK:
+        assert time.monotonic() < deadline, "identity is asked again after a short while"
+        time.sleep(0.2)
+
+
+def flood(live: Live, tmp_path: Path, threads: int, seconds: float) -> threading.Thread:
+    """``threads`` callers sending tokens of random, unknown domains for ``seconds``."""
+    junk = [junk_token(tmp_path, f"domain-{n:012x}") for n in range(8)]
+    until = time.monotonic() + seconds
+
+    def attack(n: int) -> None:
+        i = 0
+        while time.monotonic() < until:
+            i += 1
+            forged = jwt.encode(
+                {
+                    **jwt.decode(junk[n % 8], options={"verify_signature": False}),
+                    "did": f"domain-{n:04x}{i:08x}",
+                },
+                "x" * 32,
+                algorithm="HS256",
+            )
+            listing(live, forged, timeout=3)
+
+    workers = [threading.Thread(target=attack, args=(n,), daemon=True) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    def join() -> None:
+        for worker in workers:
+            worker.join(seconds + 5)
+
+    joined = threading.Thread(target=join)
+    joined.start()
+    return joined
+
+
+def test_junk_tokens_of_random_domains_crowd_out_no_cached_caller(
+    beside: tuple[FakeIdentity, Live, dict[str, Path]], tmp_path: Path
+) -> None:
+    fake, live, private = beside
+    mine = token_of(private[D1], D1)
+    assert listing(live, mine).code is grpc.StatusCode.OK
+    fake.delay_s = 0.3
+    attack = flood(live, tmp_path, threads=70, seconds=3)
+    time.sleep(0.5)
+    codes = [listing(live, token_of(private[D1], D1, n=i)).code for i in range(38)]
+    attack.join()
+    assert codes == [grpc.StatusCode.OK] * 38
+    assert fake.most_busy <= MAX_FETCHES, "fetches for new domains are bounded"
+
+
+def test_a_slow_identity_takes_no_call_slot(
+    identity: tuple[FakeIdentity, int], serve: Serve, tmp_path: Path
+) -> None:
+    fake, port = identity
+    private, fake.keys[D1] = new_key(tmp_path, D1)
+    (tmp_path / "system-token").write_text(SYSTEM_TOKEN)
+    live = serve(
+        identity_endpoint=f"grpc://127.0.0.1:{port}",
+        system_token=f"@{tmp_path / 'system-token'}",
+        max_concurrent_rpcs=16,
+    )
+    assert listing(live, token_of(private, D1)).code is grpc.StatusCode.OK
+    fake.delay_s = 8
+    attack = flood(live, tmp_path, threads=24, seconds=2)
+    time.sleep(0.5)
+    codes = [listing(live, token_of(private, D1, n=i)).code for i in range(10)]
+    attack.join()
+    assert codes == [grpc.StatusCode.OK] * 10
+
+
+def test_an_hmac_key_from_identity_verifies_no_token(
+    beside: tuple[FakeIdentity, Live, dict[str, Path]],
+) -> None:
+    fake, live, _ = beside
+    secret = b"s" * 32
+    fake.keys[D2] = json.dumps(
+        {"kty": "oct", "k": jwt.utils.base64url_encode(secret).decode(), "alg": "HS256"}
+    )
+    forged = jwt.encode(
+        {
+            "did": D2,
+            "typ": "ACCESS_TOKEN",
+            "ver": "2.0",
+            "rol": "DOMAIN_ADMIN",
+            "exp": time.time() + 600,
+        },
+        secret,
+        algorithm="HS256",
+    )
+    answer = listing(live, forged)
+    assert answer.code is grpc.StatusCode.UNAUTHENTICATED, answer.details
+
+
+def test_a_jwks_file_with_an_hmac_key_stops_the_start(tmp_path: Path) -> None:
+    jwks = tmp_path / "jwks.json"
+    secret = jwt.utils.base64url_encode(b"s" * 32).decode()
+    jwks.write_text(json.dumps({"keys": [{"kty": "oct", "k": secret, "alg": "HS256"}]}))
+    with pytest.raises(config.SettingError, match="HS256"):
+        App(config.Settings(jwks=str(jwks), state_dir=str(tmp_path)))

@@ -87,9 +87,13 @@ class Rpc(Generic[Request, Response]):
         # observe's writer thread when there is one).
         with observe.observed(self.name, dict(metadata)) as call:
             try:
+                # Before the slot: a token whose domain's key is not cached yet may wait on
+                # identity, and that wait has its own bound (identity.MAX_WAITING); callers
+                # whose keys are cached are never refused because others wait.
+                servicer.gate.admit()
+                caller = servicer.authenticator.authenticate(metadata, left())
+                call.domain_id = caller.domain_id
                 with servicer.gate.slot():
-                    caller = servicer.authenticator.authenticate(metadata, left())
-                    call.domain_id = caller.domain_id
                     auth.authorize(caller, self.permission)
                     readable(request)
                     response = self.method(servicer, request, caller, left())
@@ -279,15 +283,23 @@ class Gate:
         self._knocked = 0.0
         self._cond = threading.Condition()
 
+    def admit(self) -> None:
+        """Refuse a call at once while the server is stopping."""
+        with self._cond:
+            self._refuse_if_closed()
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            self._knocked = time.monotonic()
+            raise errors.ServiceError(
+                "ERROR_SERVER_STOPPING", "The server is stopping; retry on another replica."
+            )
+
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
         """One of ``limit`` places: refused at once when none is free or the gate is closed."""
         with self._cond:
-            if self._closed:
-                self._knocked = time.monotonic()
-                raise errors.ServiceError(
-                    "ERROR_SERVER_STOPPING", "The server is stopping; retry on another replica."
-                )
+            self._refuse_if_closed()
             if self._busy >= self._limit:
                 raise errors.ServiceError(
                     "ERROR_TOO_MANY_REQUESTS", "The server is at its call limit; retry later."

@@ -34,8 +34,6 @@ _CONDITION_OPERATORS = {
 }
 
 
-
-
 @dataclass
 class Names:
     """What a stage may refer to. ``kinds`` is None while the documents are still the
