@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -145,12 +146,13 @@ class ChangeFeed(threading.Thread):
     def run(self) -> None:
         """Forward changes until the stream ends; without change streams, watchers re-read."""
         try:
-            for job_id in self.store.changed_ids():
+            for job_id in self.store.changed_ids(opened=lambda: self.hub.set_polling(False)):
                 self.hub.notify(job_id)
         except ChangesUnavailable as exc:
             LOG.info("no change streams (%s): watchers re-read on a timer", exc)
         except ServiceError as exc:
             LOG.warning("change stream ended (%s): watchers re-read on a timer", exc.details)
+            self.hub.set_polling(True)
 
 
 class HealthMonitor(threading.Thread):
@@ -213,8 +215,14 @@ class App:
         self.task_service = ReadService(self.tasks, limits, timeout_ms, clock, JOB_TASKS)
         # One gate for every Job and JobTask call: one call limit, one drain.
         self.gate = Gate(settings.max_concurrent_rpcs)
-        # Watchers are woken by this process's writes to jobs and to their tasks.
-        self.hub = ChangeHub()
+        # Watchers are woken by this process's writes to jobs and to their tasks, and by other
+        # replicas' through the change streams (re-reads on a timer without them, on MongoDB).
+        self.hub = ChangeHub(
+            self._watched,
+            polling=not self.store.embedded,
+            max_watchers=settings.max_watchers,
+            max_per_token=settings.max_watchers_per_token,
+        )
         self.store.listeners.append(self.hub.notify)
         self.tasks.listeners.append(self.hub.notify)
         authenticator = self.keys.authenticator
@@ -226,7 +234,7 @@ class App:
             ),
         )
         self.watch = WatchServicer(
-            self.service, authenticator, self.hub, settings.watch_keepalive_s
+            self.service, authenticator, self.hub, settings.watch_keepalive_s, self.gate
         )
         self.seeded = (0, 0)
         self.sweeper = Sweeper(self.lifecycle, settings.timeout_s, settings.sweep_interval_s)
@@ -234,6 +242,12 @@ class App:
         self.monitor: HealthMonitor | None = None
         self.metrics: WSGIServer | None = None
         self.reloader: JwksReloader | None = None
+
+    def _watched(self, job_id: str) -> dict[str, Any] | None:
+        """A watched job, read again for its watchers (their scope was checked as they came)."""
+        return self.store.find_one(
+            {"job_id": job_id}, timeout=self.settings.query_timeout_ms / 1000
+        )
 
     def prepare_store(self) -> tuple[int, int]:
         """Create indexes and load the seed file; how many jobs and tasks were seeded."""
@@ -267,7 +281,7 @@ class App:
         services = list(SERVICES)
         waiting = MAX_WAITING if self.settings.identity_endpoint else 0
         self.served = server.build_server(self.settings, services, register, self.tls, waiting)
-        self.hub.bind(self.served.loop)
+        self.hub.bind(self.served.loop, self.served.pool)
         return self.served.port
 
     def start(self) -> int:

@@ -8,6 +8,7 @@ acts for the domain and workspace named in the ``x_domain_id``/``x_workspace_id`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -82,6 +83,8 @@ class Caller:
     permissions: tuple[str, ...] = ()
     # Only a token of typ SYSTEM_TOKEN makes a system caller, whatever its rol claim says.
     system: bool = False
+    # When the token expires (its exp, seconds since the epoch).
+    expires_at: float | None = None
 
     @property
     def workspace_scoped(self) -> bool:
@@ -348,7 +351,7 @@ class Authenticator:
         expires = _number(claims, "exp", required=True)
         not_before = _number(claims, "nbf", required=False)
         if expires is not None and now > expires + LEEWAY_S:
-            raise _denied("the token has expired")
+            raise expired()
         if not_before is not None and now < not_before - LEEWAY_S:
             raise _denied("the token is not valid yet")
 
@@ -358,8 +361,9 @@ class Authenticator:
         kind = claims.get("typ")
         if kind not in TOKEN_TYPES:
             raise _denied(f"tokens of type {str(kind)[:40]!r} are not accepted here")
+        expires_at = _number(claims, "exp", required=True)
         if kind == SYSTEM_TOKEN:
-            return _system_caller(metadata)
+            return dataclasses.replace(_system_caller(metadata), expires_at=expires_at)
         if claims.get("ver") != "2.0":
             raise _denied("the token version is not 2.0")
         did = claims.get("did")
@@ -380,7 +384,14 @@ class Authenticator:
             workspace_id if role in (WORKSPACE_OWNER, WORKSPACE_MEMBER) else None,
             role,
             tuple(permissions),
+            expires_at=expires_at,
         )
+
+    def seconds_left(self, caller: Caller) -> float | None:
+        """How long the caller's token stays valid (with the leeway), 0 once expired."""
+        if caller.expires_at is None:
+            return None
+        return max(caller.expires_at + LEEWAY_S - self._clock(), 0.0)
 
     def _app_permissions(self, did: str, jti: Any, timeout: float | None) -> tuple[str, ...]:
         """An app key's permissions, from identity (as upstream); no jti, or an app identity
@@ -392,6 +403,11 @@ class Authenticator:
             return self.identity.app_permissions(did, jti, timeout)
         except UnknownToIdentity as exc:
             raise _denied("identity does not know the app") from exc
+
+
+def expired() -> ServiceError:
+    """A token that expired while it was in use (a watch stream)."""
+    return _denied("the token has expired")
 
 
 def _real_workspace(workspace_id: Any) -> bool:

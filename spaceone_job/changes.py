@@ -1,51 +1,200 @@
-"""Who watches which job, and waking them when it changes.
+"""Who watches which job, and one read of a job per change, shared by all its watchers.
 
-Writes of this process notify the hub (the store calls it after each conditional update); a
-watcher waits on an asyncio event, on the server's loop, and so holds no thread while it waits.
-Changes made by other replicas reach watchers by their own re-reads (see ``api/watch.py``).
+Every watched job has a :class:`Feed` on the server's loop. A write of this process notifies the
+hub (the store calls it after each conditional update), and another replica's write arrives
+through the store's change stream; either way the feed reads the job once, at most every
+``MIN_INTERVAL_S`` (the changes in between are one), and wakes its watchers with the new
+document: a write costs one wake-up and one read, however many watch. Only when no change can
+reach this process (MongoDB without change streams) does a feed re-read on a timer, backing off
+from ``POLL_MIN_S`` to ``POLL_MAX_S``. A waiting watcher holds no thread.
+
+Watchers are bounded: at most ``max_watchers`` on the server and ``max_per_token`` per token; a
+watch beyond either is refused RESOURCE_EXHAUSTED ``ERROR_TOO_MANY_REQUESTS``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from typing import Any
+
+import prometheus_client
+
+from spaceone_job.errors import ServiceError, as_service_error
+
+Document = dict[str, Any]
+MIN_INTERVAL_S = 0.2
+POLL_MIN_S = 0.5
+POLL_MAX_S = 8.0
+# What a watcher tells apart: a change it reports.
+SEEN = ("status", "remained_tasks", "total_tasks", "updated_at", "finished_at", "error_code")
+WATCHERS = prometheus_client.Gauge("spaceone_job_watchers", "Watch streams open")
+
+
+def seen(doc: Document | None) -> tuple[Any, ...]:
+    """What of a job its watchers are told about."""
+    return () if doc is None else tuple(doc.get(name) for name in SEEN)
+
+
+class Feed:
+    """One watched job: its latest read, shared by its watchers (on the server's loop)."""
+
+    def __init__(self, job_id: str, hub: ChangeHub) -> None:
+        self.job_id = job_id
+        self._hub = hub
+        self.doc: Document | None = None
+        # The read failed (the database is down): the watchers end with this.
+        self.error: ServiceError | None = None
+        self.version = 0
+        self.watchers = 0
+        self._fresh = asyncio.Event()
+        self._dirty = False
+        self._reading: asyncio.Task[None] | None = None
+        self._polling: asyncio.Task[None] | None = None
+
+    async def next(self, version: int, timeout: float) -> None:
+        """Wait until a version after ``version`` is read (or ``timeout`` passes, or the hub
+        closes)."""
+        if self.version == version and not self._hub.closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._fresh.wait(), timeout=max(timeout, 0))
+
+    def changed(self) -> None:
+        """The job changed: read it again soon, once for however many changes."""
+        self._dirty = True
+        if self._reading is None and self.watchers:
+            self._reading = asyncio.get_running_loop().create_task(self._reads())
+
+    async def _reads(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = -MIN_INTERVAL_S
+        try:
+            while self._dirty and self.watchers and not self._hub.closed:
+                await asyncio.sleep(max(last + MIN_INTERVAL_S - loop.time(), 0))
+                self._dirty, last = False, loop.time()
+                try:
+                    doc = await self._hub.run(self._hub.read, self.job_id)
+                except Exception as exc:
+                    self._publish(None, as_service_error(exc))
+                else:
+                    if seen(doc) != seen(self.doc):
+                        self._publish(doc, None)
+        finally:
+            self._reading = None
+
+    def _publish(self, doc: Document | None, error: ServiceError | None) -> None:
+        self.doc, self.error = doc, error
+        self.version += 1
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake every watcher (a new version, or the hub closing)."""
+        fresh, self._fresh = self._fresh, asyncio.Event()
+        fresh.set()
+
+    def poll(self) -> None:
+        """Re-read on a timer while changes cannot reach this process."""
+        if self._polling is None:
+            self._polling = asyncio.get_running_loop().create_task(self._polls())
+
+    async def _polls(self) -> None:
+        wait = POLL_MIN_S
+        try:
+            while self._hub.polling and self.watchers and not self._hub.closed:
+                version = self.version
+                await asyncio.sleep(wait)
+                self.changed()
+                wait = POLL_MIN_S if self.version != version else min(wait * 2, POLL_MAX_S)
+        finally:
+            self._polling = None
 
 
 class ChangeHub:
-    """Events per job id, set when the job changes; all set, for good, when the hub closes."""
+    """The feeds of the watched jobs, and the bounds on watchers."""
 
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiting: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+    def __init__(
+        self,
+        read: Callable[[str], Document | None],
+        *,
+        polling: bool,
+        max_watchers: int = 1000,
+        max_per_token: int = 100,
+    ) -> None:
+        # The job, by id, unscoped: a watcher's scope is checked once, when it starts.
+        self.read = read
+        # Whether feeds re-read on a timer (no change reaches this process otherwise).
+        self.polling = polling
+        self.max_watchers = max_watchers
+        self.max_per_token = max_per_token
         self.closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool: Executor | None = None
+        self._feeds: dict[str, Feed] = {}
+        self._per_token: Counter[str] = Counter()
+        self._watchers = 0
 
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The loop the watchers run on."""
-        self._loop = loop
+    def bind(self, loop: asyncio.AbstractEventLoop, pool: Executor) -> None:
+        """The loop the watchers run on, and the pool their reads run on."""
+        self._loop, self._pool = loop, pool
+
+    async def run(self, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(*args)`` on the server's pool (it may wait on the database)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
 
     def notify(self, job_id: str) -> None:
-        """``job_id`` changed (from any thread)."""
+        """``job_id`` changed (from any thread): its feed, if watched, reads it again."""
         loop = self._loop
-        if loop is not None and job_id in self._waiting and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake, job_id)
+        if loop is not None and job_id in self._feeds and not loop.is_closed():
+            loop.call_soon_threadsafe(self._changed, job_id)
 
-    def _wake(self, job_id: str) -> None:
-        for event in self._waiting.get(job_id, ()):
-            event.set()
+    def _changed(self, job_id: str) -> None:
+        feed = self._feeds.get(job_id)
+        if feed is not None:
+            feed.changed()
 
-    @contextmanager
-    def subscription(self, job_id: str) -> Iterator[asyncio.Event]:
-        """An event set whenever ``job_id`` changes (call on the watchers' loop)."""
-        event = asyncio.Event()
-        self._waiting[job_id].add(event)
+    def set_polling(self, polling: bool) -> None:
+        """Whether changes made elsewhere can reach this process (a change stream is open)."""
+        loop = self._loop
+        self.polling = polling
+        if polling and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._poll_all)
+
+    def _poll_all(self) -> None:
+        for feed in self._feeds.values():
+            feed.poll()
+
+    @contextlib.contextmanager
+    def watching(self, job_id: str, token: str) -> Iterator[Feed]:
+        """A place among the watchers of ``job_id`` (call on the watchers' loop); refused
+        ``ERROR_TOO_MANY_REQUESTS`` beyond the bounds."""
+        if self._watchers >= self.max_watchers or self._per_token[token] >= self.max_per_token:
+            raise ServiceError(
+                "ERROR_TOO_MANY_REQUESTS",
+                "Too many watch streams are open; close some, or retry later.",
+                max_watchers=self.max_watchers,
+                max_per_token=self.max_per_token,
+            )
+        feed = self._feeds.get(job_id) or self._feeds.setdefault(job_id, Feed(job_id, self))
+        feed.watchers += 1
+        self._watchers += 1
+        self._per_token[token] += 1
+        WATCHERS.inc()
+        if self.polling:
+            feed.poll()
         try:
-            yield event
+            yield feed
         finally:
-            self._waiting[job_id].discard(event)
-            if not self._waiting[job_id]:
-                del self._waiting[job_id]
+            WATCHERS.dec()
+            feed.watchers -= 1
+            self._watchers -= 1
+            self._per_token[token] -= 1
+            if not self._per_token[token]:
+                del self._per_token[token]
+            if not feed.watchers:
+                del self._feeds[job_id]
 
     def close(self) -> None:
         """Wake every watcher for the last time: the server is stopping."""
@@ -55,6 +204,5 @@ class ChangeHub:
             loop.call_soon_threadsafe(self._wake_all)
 
     def _wake_all(self) -> None:
-        for events in self._waiting.values():
-            for event in events:
-                event.set()
+        for feed in self._feeds.values():
+            feed.wake()

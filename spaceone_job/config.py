@@ -102,6 +102,10 @@ class Settings:
     max_concurrent_rpcs: int = _setting(64, "Job calls served at once; more get RESOURCE_EXHAUSTED")
     grace_s: float = _setting(10.0, "how long in-flight calls may finish after SIGTERM")
     watch_keepalive_s: float = _setting(15.0, "a watch stream sends a keep-alive this often")
+    max_watchers: int = _setting(1000, "watch streams open at once; more get RESOURCE_EXHAUSTED")
+    max_watchers_per_token: int = _setting(
+        100, "watch streams open at once with one token; more get RESOURCE_EXHAUSTED"
+    )
     tls_cert: str = _setting("", "PEM server certificate (with --tls-key); empty = plaintext")
     tls_key: str = _setting("", "PEM private key of --tls-cert")
     tls_client_ca: str = _setting("", "PEM CA bundle; when set, clients must present a cert")
@@ -197,6 +201,8 @@ _CHECKS: tuple[Callable[[Settings], str | None], ...] = (
         "max_receive_message_bytes",
         "max_concurrent_rpcs",
         "max_tasks_per_job",
+        "max_watchers",
+        "max_watchers_per_token",
         "max_values_bytes",
         "identity_key_ttl_s",
         "watch_keepalive_s",

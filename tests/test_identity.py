@@ -25,12 +25,14 @@ from jwt.algorithms import RSAAlgorithm
 from spaceone.api.core.v2 import handler_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2
 from spaceone.api.identity.v2 import app_pb2, app_pb2_grpc, domain_pb2_grpc
+from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 from spaceone_job import auth, config
 from spaceone_job.app import App
 from spaceone_job.identity import MAX_FETCHES
 
 from .conftest import D1, D2, Live, Serve
+from .producing import create, report
 
 SYSTEM_TOKEN = "system-token-that-must-never-be-logged"
 
@@ -369,6 +371,7 @@ def flood(live: Live, tmp_path: Path, threads: int, seconds: float) -> threading
     workers = [threading.Thread(target=attack, args=(n,), daemon=True) for n in range(threads)]
     for worker in workers:
         worker.start()
+
     def join() -> None:
         for worker in workers:
             worker.join(seconds + 5)
@@ -442,3 +445,28 @@ def test_a_jwks_file_with_an_hmac_key_stops_the_start(tmp_path: Path) -> None:
     jwks.write_text(json.dumps({"keys": [{"kty": "oct", "k": secret, "alg": "HS256"}]}))
     with pytest.raises(config.SettingError, match="HS256"):
         App(config.Settings(jwks=str(jwks), state_dir=str(tmp_path)))
+
+
+def test_watches_with_unknown_domains_do_not_delay_another_watcher(
+    beside: tuple[FakeIdentity, Live, dict[str, Path]], tmp_path: Path
+) -> None:
+    fake, live, private = beside
+    mine = token_of(private[D1], D1)
+    created = create(live, mine, tasks=1).response
+    stub = producer_pb2_grpc.WatchStub(live.channel)
+    request = producer_pb2.WatchRequest(job_id=created.job.job_id)
+    mine_stream = stub.watch(request, metadata=(("token", mine),), timeout=30)
+    assert next(mine_stream).job.status == job_pb2.JobInfo.IN_PROGRESS
+    fake.delay_s = 3
+    junk = [
+        stub.watch(request, metadata=(("token", junk_token(tmp_path, f"domain-w{n:011x}")),))
+        for n in range(12)
+    ]
+    time.sleep(0.3)
+    report(live, mine, "finish_task", created.tasks[0].job_task_id, "f")
+    finished = time.monotonic()
+    last = [event for event in mine_stream if event.HasField("job")][-1]
+    assert last.job.status == job_pb2.JobInfo.SUCCESS
+    assert time.monotonic() - finished < 1.5
+    for stream in junk:
+        stream.cancel()

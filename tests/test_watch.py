@@ -205,7 +205,7 @@ class Streaming:
 
 class Recording(ChangeHub):
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(lambda job_id: None, polling=True)
         self.woken: list[str] = []
 
     def notify(self, job_id: str) -> None:
@@ -220,10 +220,100 @@ def test_a_change_stream_wakes_the_watchers_of_jobs_any_replica_changed() -> Non
     hub = Recording()
     ChangeFeed(JobStore(Streaming(changes), "streaming"), hub).run()
     assert hub.woken == ["job-000000000001"]
+    assert not hub.polling, "an open change stream brings every change: no re-reads"
 
 
 def test_without_change_streams_watchers_re_read(caplog: pytest.LogCaptureFixture) -> None:
     refusal = OperationFailure("The $changeStream stage is only supported on replica sets", 40573)
     caplog.set_level(logging.INFO, logger="spaceone_job.app")
-    ChangeFeed(JobStore(Streaming([], refusal), "standalone"), ChangeHub()).run()
-    assert "watchers re-read on a timer" in caplog.text
+    hub = ChangeHub(lambda job_id: None, polling=True)
+    ChangeFeed(JobStore(Streaming([], refusal), "standalone"), hub).run()
+    assert "watchers re-read on a timer" in caplog.text and hub.polling
+
+
+class Counting:
+    """Counts the store's reads of one job."""
+
+    def __init__(self, store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reads = 0
+        read = store.find_one
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.reads += 1
+            return read(*args, **kwargs)
+
+        monkeypatch.setattr(store, "find_one", counted)
+
+
+def start_watchers(live: Live, token: str, job_id: str, count: int) -> list[Watcher]:
+    watchers = [Watcher(live, token, job_id) for _ in range(count)]
+    for watcher in watchers:
+        watcher.start()
+    assert all(w.first.wait(20) for w in watchers)
+    return watchers
+
+
+def test_the_watchers_of_a_job_share_one_read_per_change(
+    live: Live, token: Token, store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = token()
+    created = create(live, admin, tasks=1).response
+    task_id = created.tasks[0].job_task_id
+    watchers = start_watchers(live, admin, created.job.job_id, 50)
+    counting = Counting(store, monkeypatch)
+    for n in range(10):
+        report(live, admin, "report_progress", task_id, f"p-{n}", created_count=1)
+        time.sleep(0.05)
+    report(live, admin, "finish_task", task_id, "f")
+    for watcher in watchers:
+        watcher.join(20)
+    assert all(w.jobs()[-1][0] == job_pb2.JobInfo.SUCCESS for w in watchers)
+    # The producers' own reads of the job, and one read per change for all 50 watchers.
+    assert counting.reads <= 3 * 11, counting.reads
+
+
+def test_idle_watchers_read_nothing_when_every_change_reaches_them(
+    live: Live, token: Token, store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = token()
+    created = create(live, admin, tasks=1).response
+    watchers = start_watchers(live, admin, created.job.job_id, 20)
+    counting = Counting(store, monkeypatch)
+    time.sleep(2)
+    assert counting.reads == 0, "no re-reads on a timer on the embedded store"
+    live.call("cancel", job_pb2.JobRequest(job_id=created.job.job_id), admin)
+    for watcher in watchers:
+        watcher.join(10)
+    assert all(w.jobs()[-1][0] == job_pb2.JobInfo.CANCELED for w in watchers)
+
+
+def test_watchers_are_bounded_per_token_and_in_all(serve: Serve, token: Token) -> None:
+    live = serve(max_watchers=5, max_watchers_per_token=3)
+    first, second = token(), token(n=2)
+    job_id = create(live, first, tasks=1).response.job.job_id
+    kept = start_watchers(live, first, job_id, 3)
+    extra = Watcher(live, first, job_id)
+    extra.run()
+    assert extra.code is grpc.StatusCode.RESOURCE_EXHAUSTED, extra.details
+    assert extra.details.startswith("ERROR_TOO_MANY_REQUESTS")
+    kept += start_watchers(live, second, job_id, 2)
+    over = Watcher(live, second, job_id)
+    over.run()
+    assert over.code is grpc.StatusCode.RESOURCE_EXHAUSTED, "five in all"
+    live.call("cancel", job_pb2.JobRequest(job_id=job_id), first)
+    for watcher in kept:
+        watcher.join(10)
+    assert {w.code for w in kept} == {grpc.StatusCode.OK}
+
+
+def test_a_watch_ends_unauthenticated_when_its_token_expires(live: Live, token: Token) -> None:
+    admin = token()
+    job_id = create(live, admin, tasks=1).response.job.job_id
+    # Expired 28 s ago: valid for another 2 s of the 30 s leeway.
+    expiring = token(exp=int(time.time()) - 28)
+    watcher = Watcher(live, expiring, job_id)
+    started = time.monotonic()
+    watcher.start()
+    watcher.join(15)
+    assert watcher.code is grpc.StatusCode.UNAUTHENTICATED, watcher.details
+    assert watcher.jobs() and time.monotonic() - started < 6

@@ -1,17 +1,17 @@
 """``spaceone_job.v1.Watch``: a job at once, then at every change, until it finishes.
 
-A coroutine on the server's loop: while it waits it holds no thread. It wakes when this process
-changes the job (:class:`~spaceone_job.changes.ChangeHub`) and re-reads on a timer that backs off
-from ``POLL_MIN_S`` to ``POLL_MAX_S`` (changes made by other replicas); it sends a keep-alive when
-nothing was sent for ``keepalive_s``; at shutdown it ends UNAVAILABLE ``ERROR_SERVER_STOPPING``,
-so clients reconnect to another replica. Reads (the token, the job) run on the loop's executor.
+A coroutine on the server's loop: while it waits it holds no thread. Its first read goes the way
+of every call (the gate, the token, a place among the running calls, on the server's pool);
+after that it follows the job's :class:`~spaceone_job.changes.Feed`, which reads the job once
+per change for all its watchers. It sends a keep-alive when nothing was sent for
+``keepalive_s``; it ends UNAUTHENTICATED when its token expires, and at shutdown UNAVAILABLE
+``ERROR_SERVER_STOPPING``, so clients reconnect to another replica.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,77 +19,98 @@ import grpc
 
 from spaceone_job import auth, errors
 from spaceone_job.api import render
-from spaceone_job.api.servicer import readable
+from spaceone_job.api.servicer import Gate, readable
 from spaceone_job.auth import Authenticator, Caller
-from spaceone_job.changes import ChangeHub
+from spaceone_job.changes import ChangeHub, Feed, seen
 from spaceone_job.lifecycle import FINISHED
 from spaceone_job.service import JobService
 from spaceone_job.store.store import Document
 from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
-
-POLL_MIN_S = 0.5
-POLL_MAX_S = 8.0
-# What a watcher tells apart: a change it reports.
-SEEN = ("status", "remained_tasks", "total_tasks", "updated_at", "finished_at", "error_code")
-
-
-def _seen(doc: Document) -> tuple[Any, ...]:
-    return tuple(doc.get(name) for name in SEEN)
 
 
 class WatchServicer(producer_pb2_grpc.WatchServicer):
     """Follows one job for a caller who may read it."""
 
     def __init__(
-        self, service: JobService, authenticator: Authenticator, hub: ChangeHub, keepalive_s: float
+        self,
+        service: JobService,
+        authenticator: Authenticator,
+        hub: ChangeHub,
+        keepalive_s: float,
+        gate: Gate,
     ) -> None:
         self.service = service
         self.authenticator = authenticator
         self.hub = hub
         self.keepalive_s = keepalive_s
+        self.gate = gate
+        self._rendered: weakref.WeakKeyDictionary[Feed, tuple[int, producer_pb2.WatchEvent]] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def _first(self, metadata: Any, request: Any) -> tuple[Caller, Document]:
+    def _caller(self, metadata: Any, request: Any) -> Caller:
+        self.gate.admit()
         caller = self.authenticator.authenticate(metadata)
         auth.authorize(caller, auth.READ)
         readable(request)
-        return caller, self.service.get(caller, request.job_id)
+        return caller
+
+    def _get(self, caller: Caller, job_id: str) -> Document:
+        with self.gate.slot():
+            return self.service.get(caller, job_id)
 
     async def watch(
         self, request: producer_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[producer_pb2.WatchEvent]:
         """The job now, at each change, keep-alives between; ends when the job finishes."""
-        loop = asyncio.get_running_loop()
         metadata = tuple(context.invocation_metadata() or ())
         try:
-            caller, doc = await loop.run_in_executor(None, self._first, metadata, request)
+            caller = await self.hub.run(self._caller, metadata, request)
+            with self.hub.watching(request.job_id, auth.token_from(metadata)) as feed:
+                # Watching first, then the read: a change in between is not missed.
+                doc = await self.hub.run(self._get, caller, request.job_id)
+                async for event in self._events(caller, feed, doc):
+                    yield event
         except Exception as exc:
             await errors.abort_on_loop(context, errors.as_service_error(exc))
-        job_id = doc["job_id"]
-        with self.hub.subscription(job_id) as changed:
-            yield producer_pb2.WatchEvent(job=render.job_info(doc))
-            seen, sent, poll = _seen(doc), time.monotonic(), POLL_MIN_S
-            while doc.get("status") not in FINISHED:
-                wait = min(poll, max(sent + self.keepalive_s - time.monotonic(), 0))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), timeout=wait)
-                changed.clear()
-                if self.hub.closed:
-                    await errors.abort_on_loop(
-                        context,
-                        errors.ServiceError(
-                            "ERROR_SERVER_STOPPING", "The server is stopping; watch again."
-                        ),
+
+    async def _events(
+        self, caller: Caller, feed: Feed, doc: Document
+    ) -> AsyncIterator[producer_pb2.WatchEvent]:
+        shown, version = seen(doc), feed.version
+        sent = time.monotonic()
+        yield producer_pb2.WatchEvent(job=render.job_info(doc))
+        while doc.get("status") not in FINISHED:
+            left = self.authenticator.seconds_left(caller)
+            keepalive = sent + self.keepalive_s - time.monotonic()
+            await feed.next(version, keepalive if left is None else min(keepalive, left))
+            if self.hub.closed:
+                raise errors.ServiceError(
+                    "ERROR_SERVER_STOPPING", "The server is stopping; watch again."
+                )
+            if left is not None and self.authenticator.seconds_left(caller) == 0:
+                raise auth.expired()
+            if feed.version != version:
+                version = feed.version
+                if feed.error is not None:
+                    raise feed.error
+                if feed.doc is None:
+                    raise errors.ServiceError(
+                        "ERROR_NOT_FOUND", "The job no longer exists.", job_id=feed.job_id
                     )
-                try:
-                    doc = await loop.run_in_executor(None, self.service.get, caller, job_id)
-                except Exception as exc:
-                    await errors.abort_on_loop(context, errors.as_service_error(exc))
-                if _seen(doc) != seen:
-                    seen, sent, poll = _seen(doc), time.monotonic(), POLL_MIN_S
-                    yield producer_pb2.WatchEvent(job=render.job_info(doc))
-                    continue
-                poll = min(poll * 2, POLL_MAX_S)
-                if time.monotonic() - sent >= self.keepalive_s:
-                    sent = time.monotonic()
-                    at = render.timestamp(self.service.clock())
-                    yield producer_pb2.WatchEvent(keep_alive=producer_pb2.KeepAlive(at=at))
+                if seen(feed.doc) != shown:
+                    doc, shown, sent = feed.doc, seen(feed.doc), time.monotonic()
+                    yield self._event(feed)
+            elif time.monotonic() - sent >= self.keepalive_s:
+                sent = time.monotonic()
+                at = render.timestamp(self.service.clock())
+                yield producer_pb2.WatchEvent(keep_alive=producer_pb2.KeepAlive(at=at))
+
+    def _event(self, feed: Feed) -> producer_pb2.WatchEvent:
+        """The event of the feed's current version, rendered once for all its watchers."""
+        rendered = self._rendered.get(feed)
+        if rendered is None or rendered[0] != feed.version:
+            assert feed.doc is not None
+            rendered = feed.version, producer_pb2.WatchEvent(job=render.job_info(feed.doc))
+            self._rendered[feed] = rendered
+        return rendered[1]

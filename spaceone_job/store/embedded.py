@@ -226,7 +226,7 @@ class EmbeddedJobStore(JobStore):
         """Nothing to create: mongomock's indexes only slow inserts; see the class doc."""
         return []
 
-    def changed_ids(self) -> Iterator[str]:
+    def changed_ids(self, opened: Callable[[], None] = lambda: None) -> Iterator[str]:
         """None here: one process holds the data, and its writes notify watchers directly."""
         raise ChangesUnavailable("the embedded store notifies watchers in-process")
 

@@ -308,12 +308,14 @@ class JobStore:
                 listener(doc["job_id"])
         return doc
 
-    def changed_ids(self) -> Iterator[str]:
+    def changed_ids(self, opened: Callable[[], None] = lambda: None) -> Iterator[str]:
         """The ``job_id`` of each document as it changes, from a change stream (any replica's
-        writes); :class:`ChangesUnavailable` when the deployment has none."""
+        writes; ``opened`` is called once it is open); :class:`ChangesUnavailable` when the
+        deployment has none."""
         watched = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
         try:
             with self._collection.watch(watched, full_document="updateLookup") as stream:
+                opened()
                 for change in stream:
                     job_id = (change.get("fullDocument") or {}).get("job_id")
                     if isinstance(job_id, str):
