@@ -119,6 +119,11 @@ def invalid(key: str, reason: str) -> ServiceError:
     return ServiceError("ERROR_INVALID_PARAMETER", f"Invalid parameter: {reason}", key=key)
 
 
+def request_timeout() -> ServiceError:
+    """The call's time (its query limit, or its client's deadline) ran out."""
+    return ServiceError("ERROR_REQUEST_TIMEOUT", "The query ran out of time.")
+
+
 def unexpected(exc: BaseException) -> ServiceError:
     """Log an unexpected exception with its traceback and return what the caller may see."""
     incident = uuid.uuid4().hex[:12]

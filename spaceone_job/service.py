@@ -8,11 +8,13 @@ answers leave as stored documents or plain dicts for the renderer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from spaceone_job import cpu
 from spaceone_job.auth import DOMAIN_LEVEL, Caller
 from spaceone_job.errors import ServiceError, invalid, required
 from spaceone_job.query import schema
@@ -36,6 +38,12 @@ def read_scope(caller: Caller) -> list[Clause]:
     if caller.workspace_scoped:
         scope.append({"workspace_id": {"$in": [caller.workspace_id, DOMAIN_LEVEL]}})
     return scope
+
+
+def _left(ends: float) -> float:
+    """Seconds until ``ends`` (monotonic); a store call gets at least a millisecond, to time
+    out in."""
+    return max(ends - time.monotonic(), 0.001)
 
 
 def _and(clauses: Sequence[Clause]) -> Clause:
@@ -133,15 +141,19 @@ class ReadService:
     ) -> ListResult:
         """Documents matching the request's shortcut fields and query, within the caller's
         scope."""
-        plan = compile_list(
-            request.get("query") or {},
-            read_scope(caller),
-            self._shortcuts(caller, request),
-            self._context(),
+        budget = self._budget(timeout)
+        ends = time.monotonic() + budget
+        plan = cpu.run(
+            budget,
+            lambda _: compile_list(
+                request.get("query") or {},
+                read_scope(caller),
+                self._shortcuts(caller, request),
+                self._context(),
+            ),
         )
-        timeout = self._budget(timeout)
         try:
-            return self._run_list(plan, timeout)
+            return self._run_list(plan, _left(ends))
         except QueryRefused as exc:
             raise _does_not_fit("query") from exc
 
@@ -181,8 +193,13 @@ class ReadService:
         """Statistics over the caller's documents, computed in the database."""
         if query is None:
             raise required("query")
-        plan = stat_compiler.compile_stat(query, read_scope(caller), self._context())
-        timeout = self._budget(timeout)
+        budget = self._budget(timeout)
+        ends = time.monotonic() + budget
+        plan = cpu.run(
+            budget,
+            lambda _: stat_compiler.compile_stat(query, read_scope(caller), self._context()),
+        )
+        timeout = _left(ends)
         try:
             rows = self.store.aggregate(plan.pipeline, timeout=timeout)
             result: dict[str, Any] = {"results": plan.shape(rows)}

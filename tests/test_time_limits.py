@@ -18,8 +18,8 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spaceone.api.cost_analysis.v1 import job_pb2
 
+from spaceone_job import cpu
 from spaceone_job.errors import ServiceError
-from spaceone_job.store import embedded
 from spaceone_job.store.stages import MAX_ROWS
 from spaceone_job.store.store import JobStore
 
@@ -179,7 +179,7 @@ def test_the_watchdog_interrupts_again_when_an_interruption_is_swallowed() -> No
 
     started = time.monotonic()
     with pytest.raises(ServiceError):
-        embedded.WATCHDOG.run(0.1, work)
+        cpu.WATCHDOG.run(0.1, work)
     assert len(swallowed) == 1
     assert time.monotonic() - started < 0.1 + SLACK_S
 
@@ -187,11 +187,11 @@ def test_the_watchdog_interrupts_again_when_an_interruption_is_swallowed() -> No
 def test_the_watchdog_interrupts_python_work_and_forgets_finished_work() -> None:
     started = time.monotonic()
     with pytest.raises(ServiceError) as raised:
-        embedded.WATCHDOG.run(0.2, lambda deadline: [None for _ in iter(int, 1)])
+        cpu.WATCHDOG.run(0.2, lambda deadline: [None for _ in iter(int, 1)])
     assert raised.value.code == "ERROR_REQUEST_TIMEOUT"
     assert time.monotonic() - started < 0.2 + SLACK_S
     # Work that ends in time is never interrupted later, even when its deadline passes.
-    assert embedded.WATCHDOG.run(0.05, lambda deadline: 42) == 42
+    assert cpu.WATCHDOG.run(0.05, lambda deadline: 42) == 42
     time.sleep(0.15)
     assert sum(range(1000)) == 499500
 
@@ -210,11 +210,11 @@ def test_no_interruption_outlives_the_guarded_work() -> None:
         try:
             quiet.recv(1)
         except TimeoutError:
-            raise embedded._Interrupted from None
+            raise cpu.Interrupted from None
 
     for _ in range(200):
         with pytest.raises(ServiceError):
-            embedded.WATCHDOG.run(0.001, until_deadline)
+            cpu.WATCHDOG.run(0.001, until_deadline)
     quiet.close()
     peer.close()
     stray_until = time.monotonic() + 0.3

@@ -16,6 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spaceone.api.cost_analysis.v1 import job_pb2
 from spaceone_job.v1 import producer_pb2
 
+from spaceone_job.store.store import JobStore
+
 from .conftest import InProcess, Live, Serve, Token, assert_refused
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -119,3 +121,55 @@ def test_add_fields_cannot_name_id(api: InProcess, token: Token) -> None:
     query = {"add_fields": {"_id": 1}}
     answer = api.call("list", json_format.ParseDict({"query": query}, job_pb2.JobQuery()), token())
     assert_refused(answer, "ERROR_INVALID_PARAMETER", "add_fields._id")
+
+
+def test_time_limits_hold_at_the_call_limit(
+    serve: Serve, token: Token, store: JobStore, add: Any
+) -> None:
+    if not store.embedded:
+        pytest.skip("about the embedded store's own scans; MongoDB runs queries itself")
+    for i in range(300):
+        add(job_id=f"job-{i:012x}", options={"name": f"job number {i}"})
+    live = serve(query_timeout_ms=1000)
+    admin = token()
+    patterns = [f"^no-such-name-{n}$" for n in range(1000)]
+    slow = json_format.ParseDict(
+        {
+            "query": {
+                "filter": [{"k": "options.name", "v": patterns, "o": "regex_in"}],
+                "count_only": True,
+            }
+        },
+        job_pb2.JobQuery(),
+    )
+    cheap = job_pb2.JobRequest(job_id="job-000000000001")
+    lists: list[tuple[float, Any]] = []
+    gets: list[tuple[float, Any]] = []
+
+    def timed(request: Any, method: str, into: list[tuple[float, Any]]) -> None:
+        started = time.monotonic()
+        answer = live.call(method, request, admin, timeout=30)
+        into.append((time.monotonic() - started, answer))
+
+    slow_calls = [threading.Thread(target=timed, args=(slow, "list", lists)) for _ in range(64)]
+    for thread in slow_calls:
+        thread.start()
+    time.sleep(0.2)
+    cheap_calls = []
+    for _ in range(150):
+        thread = threading.Thread(target=timed, args=(cheap, "get", gets))
+        thread.start()
+        cheap_calls.append(thread)
+        time.sleep(0.005)
+    for thread in slow_calls + cheap_calls:
+        thread.join(60)
+    assert len(lists) == 64 and len(gets) == 150
+    worst_list = max(elapsed for elapsed, _ in lists)
+    assert worst_list < 1.0 + 0.5, f"a list ran {worst_list:.2f} s past its 1 s limit"
+    assert {a.error_code for _, a in lists if a.code is not grpc.StatusCode.OK} <= {
+        "ERROR_REQUEST_TIMEOUT",
+        "ERROR_TOO_MANY_REQUESTS",
+    }
+    worst_get = max(elapsed for elapsed, _ in gets)
+    assert worst_get < 2.0, f"a get was neither served nor refused for {worst_get:.2f} s"
+    assert {a.code for _, a in gets} <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}

@@ -7,8 +7,9 @@ limits do on a real server:
 - Callers' patterns (``$regex``) are evaluated by the ``regex`` module with the call's remaining
   time as its timeout and without holding the interpreter lock, so no pattern blocks other
   threads and none runs past the deadline.
-- A :class:`Watchdog` interrupts the thread of a scan or pipeline that outlives its deadline
-  (mongomock is pure Python, so the interruption lands at the next bytecode).
+- Scans and pipelines run through :func:`spaceone_job.cpu.run`: one at a time, each waiting
+  for its turn within its own time, and interrupted by a watchdog at its deadline (mongomock is
+  pure Python, so the interruption lands at the next bytecode).
 - ``$unwind`` is run here, sharing rather than deep-copying the rest of each row, and refuses
   to produce more than :data:`~spaceone_job.store.stages.MAX_ROWS` rows.
 
@@ -18,14 +19,10 @@ how they are evaluated differs.
 
 from __future__ import annotations
 
-import ctypes
-import heapq
-import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import regex
@@ -34,6 +31,7 @@ from mongomock.aggregate import _PIPELINE_HANDLERS
 from mongomock.filtering import filter_applies
 from pymongo.errors import OperationFailure
 
+from spaceone_job import cpu
 from spaceone_job.store import stages
 from spaceone_job.store.model import Job, Model
 from spaceone_job.store.store import (
@@ -43,7 +41,6 @@ from spaceone_job.store.store import (
     JobStore,
     QueryRefused,
     copied,
-    request_timeout,
     without_id,
     without_object_ids,
 )
@@ -58,97 +55,7 @@ _REFUSALS = (
     ArithmeticError,
     NotImplementedError,
 )
-REFIRE_S = 0.05
 _FLAGS = {"i": regex.IGNORECASE, "m": regex.MULTILINE, "s": regex.DOTALL, "x": regex.VERBOSE}
-
-
-class _Interrupted(BaseException):
-    """Raised in a thread whose query ran out of time.
-
-    A BaseException, so that no ``except Exception`` inside mongomock swallows it.
-    """
-
-
-@dataclass
-class _Guard:
-    thread_id: int
-    deadline: float
-    active: bool = True
-    fired: bool = False
-
-
-def _raise_in(thread_id: int, exception: type[BaseException] | None) -> None:
-    """Raise ``exception`` asynchronously in a thread (None clears a pending one)."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), None if exception is None else ctypes.py_object(exception)
-    )
-
-
-class Watchdog:
-    """Interrupts guarded work in its own thread once its deadline has passed."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, _Guard]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def run(self, timeout: float | None, work: Callable[[float], T]) -> T:
-        """``work(deadline)`` with ``deadline`` = now + ``timeout`` (monotonic clock).
-
-        Past the deadline, ``work`` is interrupted and ``ERROR_REQUEST_TIMEOUT`` raised.
-        """
-        if timeout is None:
-            return work(float("inf"))
-        guard = _Guard(threading.get_ident(), time.monotonic() + timeout)
-        try:
-            try:
-                self._arm(guard)
-                return work(guard.deadline)
-            finally:
-                # First, and with no call before it (where Python could deliver a pending
-                # interruption): from here the watchdog fires no more at this thread, so at most
-                # one interruption is still pending, and it is delivered or cleared right here.
-                guard.active = False
-                self._clear(guard)
-        except _Interrupted:
-            raise request_timeout() from None
-
-    def _arm(self, guard: _Guard) -> None:
-        with self._cond:
-            heapq.heappush(self._heap, (guard.deadline, next(self._order), guard))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def _clear(self, guard: _Guard) -> None:
-        with self._cond:
-            if guard.fired:
-                _raise_in(guard.thread_id, None)
-
-    def _loop(self) -> None:
-        with self._cond:
-            while True:
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                deadline, _, guard = self._heap[0]
-                left = deadline - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
-                    continue
-                heapq.heappop(self._heap)
-                if guard.active:
-                    guard.fired = True
-                    _raise_in(guard.thread_id, _Interrupted)
-                    # Python swallows an exception raised inside a GC callback or a __del__;
-                    # the work is interrupted again until it has really stopped.
-                    again = time.monotonic() + REFIRE_S
-                    heapq.heappush(self._heap, (again, next(self._order), guard))
-
-
-WATCHDOG = Watchdog()
 
 
 class _BoundedPattern(Regex[str]):
@@ -171,11 +78,11 @@ class _BoundedPattern(Regex[str]):
         """The first match in ``text``; :class:`_Interrupted` once the deadline has passed."""
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise _Interrupted
+            raise cpu.Interrupted
         try:
             return self._compiled.search(text, timeout=left, concurrent=True)
         except TimeoutError:
-            raise _Interrupted from None
+            raise cpu.Interrupted from None
 
 
 _REGEX_KEYS = ("$regex", "$options")
@@ -346,9 +253,7 @@ class EmbeddedJobStore(JobStore):
 
     def count(self, filter: Document, *, timeout: float) -> int:
         """How many documents match ``filter``, within ``timeout``."""
-        return WATCHDOG.run(
-            timeout, lambda deadline: sum(1 for _ in self._matches(filter, deadline))
-        )
+        return cpu.run(timeout, lambda deadline: sum(1 for _ in self._matches(filter, deadline)))
 
     def find(
         self,
@@ -411,7 +316,7 @@ class EmbeddedJobStore(JobStore):
             shown = matches[skip : skip + limit if limit else None]
             return self._shown(shown, projection), len(matches)
 
-        return WATCHDOG.run(timeout, work)
+        return cpu.run(timeout, work)
 
     def _shown(self, page: list[Document], projection: Mapping[str, Any] | None) -> list[Document]:
         """Copies of ``page``, projected by mongomock when asked."""
@@ -425,9 +330,7 @@ class EmbeddedJobStore(JobStore):
 
     def aggregate(self, pipeline: Sequence[Document], *, timeout: float) -> list[Document]:
         """Run an aggregation pipeline within ``timeout``; see :meth:`_through` for how."""
-        return WATCHDOG.run(
-            timeout, lambda deadline: self._finished(self._through(pipeline, deadline))
-        )
+        return cpu.run(timeout, lambda deadline: self._finished(self._through(pipeline, deadline)))
 
     def page_pipeline(
         self,
@@ -446,7 +349,7 @@ class EmbeddedJobStore(JobStore):
                 return [], len(found)
             return self._finished(self._through(page, deadline, found, len(rows))), len(found)
 
-        return WATCHDOG.run(timeout, work)
+        return cpu.run(timeout, work)
 
     def _through(
         self,

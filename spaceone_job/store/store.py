@@ -30,7 +30,7 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
-from spaceone_job.errors import ServiceError
+from spaceone_job.errors import ServiceError, request_timeout
 from spaceone_job.store.model import INTERNAL, KEYS, Job, Model
 
 LOG = logging.getLogger(__name__)
@@ -63,10 +63,6 @@ class QueryRefused(Exception):
 
 def _db_unavailable() -> ServiceError:
     return ServiceError("ERROR_DB_UNAVAILABLE", "The database is unreachable; try again later.")
-
-
-def request_timeout() -> ServiceError:
-    return ServiceError("ERROR_REQUEST_TIMEOUT", "The query ran out of time.")
 
 
 class JobStore:
