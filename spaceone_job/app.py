@@ -312,6 +312,8 @@ class App:
                 "protobuf runs on its %s backend; upb is several times faster",
                 api_implementation.Type(),
             )
+        if self.served.health_port is not None:
+            LOG.info("health alone on %s:%d", self.settings.host, self.served.health_port)
         if self.settings.metrics_port >= 0:
             host = self.settings.metrics_host or self.settings.host
             self.metrics = observe.serve_metrics(host, self.settings.metrics_port)
@@ -342,6 +344,11 @@ class App:
         source = self.keys.authenticator.source
         if isinstance(source, auth.JwksKeys):
             source.reload()
+
+    @property
+    def health_port(self) -> int | None:
+        """The health port (probes), once bound, when there is one."""
+        return None if self.served is None else self.served.health_port
 
     @property
     def metrics_port(self) -> int | None:

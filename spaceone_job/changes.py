@@ -136,6 +136,11 @@ class ChangeHub:
         self._per_token: Counter[str] = Counter()
         self._watchers = 0
 
+    @property
+    def watchers(self) -> int:
+        """Watch streams open now."""
+        return self._watchers
+
     def bind(self, loop: asyncio.AbstractEventLoop, pool: Executor) -> None:
         """The loop the watchers run on, and the pool their reads run on."""
         self._loop, self._pool = loop, pool

@@ -7,6 +7,7 @@ the setting and exit status 2; a port that is taken, in one line and status 1. N
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import tqdm
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spaceone.api.cost_analysis.v1 import job_pb2
 
-from spaceone_job import auth, config, observe
+from spaceone_job import auth, config, observe, server
 from spaceone_job.app import JOB_SERVICE, JOB_TASK_SERVICE, App, version
 from spaceone_job.config import Settings
 from spaceone_job.errors import ServiceError
@@ -215,6 +216,30 @@ def _banner(app: App, port: int) -> str:
     return "\n".join(lines)
 
 
+# Descriptors kept for what is not a client's connection: the database's pool, identity, the
+# metrics and health ports, log files.
+RESERVED_FILES = 256
+
+
+def _within_open_files(settings: Settings) -> Settings:
+    """The soft limit of open files raised to the hard one, and the connection cap kept below
+    it (a connection takes a descriptor; running out of them would refuse health checks too)."""
+    before, after = server.raise_open_files_limit()
+    if after != before:
+        LOG.info("open files limit raised from %d to %d", before, after)
+    cap = max(after - RESERVED_FILES, 1)
+    if settings.max_connections <= cap:
+        return settings
+    LOG.warning(
+        "%s lowered from %d to %d: the process may open %d files",
+        config.flag("max_connections"),
+        settings.max_connections,
+        cap,
+        after,
+    )
+    return dataclasses.replace(settings, max_connections=cap)
+
+
 def serve(settings: Settings) -> int:
     """Run the server until SIGTERM or SIGINT, then drain and exit 0."""
     logs = observe.configure_logging(settings.log_level, settings.log_format)
@@ -225,6 +250,7 @@ def serve(settings: Settings) -> int:
 
 
 def _serve(settings: Settings) -> int:
+    settings = _within_open_files(settings)
     app = App(settings)
     app.bind()
     try:

@@ -100,6 +100,19 @@ class Settings:
         1000, "most start_task and report_progress calls one task takes (2 or more)"
     )
     max_concurrent_rpcs: int = _setting(64, "Job calls served at once; more get RESOURCE_EXHAUSTED")
+    max_connections: int = _setting(2000, "connections the port holds at once; more are closed")
+    max_streams_per_connection: int = _setting(
+        1000, "calls and streams one connection carries at once"
+    )
+    handshake_timeout_s: float = _setting(
+        10.0, "a connection that has not said hello (HTTP/2, TLS) within this long is closed"
+    )
+    idle_connection_s: float = _setting(
+        300.0, "a connection without calls for this long is asked to go (GOAWAY)"
+    )
+    health_port: int = _setting(
+        -1, "a plaintext port serving health alone, for probes (-1 = off, 0 = any free port)"
+    )
     grace_s: float = _setting(10.0, "how long in-flight calls may finish after SIGTERM")
     watch_keepalive_s: float = _setting(15.0, "a watch stream sends a keep-alive this often")
     max_watchers: int = _setting(1000, "watch streams open at once; more get RESOURCE_EXHAUSTED")
@@ -173,8 +186,9 @@ def _choices(s: Settings) -> str | None:
 def _ranges(s: Settings) -> str | None:
     if not 0 <= s.port <= 65535:
         return f"{flag('port')} is 0 to 65535; got {s.port}"
-    if not -1 <= s.metrics_port <= 65535:
-        return f"{flag('metrics_port')} is -1 (off) or 0 to 65535; got {s.metrics_port}"
+    for name in ("metrics_port", "health_port"):
+        if not -1 <= getattr(s, name) <= 65535:
+            return f"{flag(name)} is -1 (off) or 0 to 65535; got {getattr(s, name)}"
     if s.timeout_s < 0:
         return f"{flag('timeout_s')} is 0 (sweeper off) or more seconds; got {s.timeout_s}"
     if s.max_error_message_bytes < 16:
@@ -200,6 +214,10 @@ _CHECKS: tuple[Callable[[Settings], str | None], ...] = (
         "max_stat_stages",
         "max_receive_message_bytes",
         "max_concurrent_rpcs",
+        "max_connections",
+        "max_streams_per_connection",
+        "handshake_timeout_s",
+        "idle_connection_s",
         "max_tasks_per_job",
         "max_watchers",
         "max_watchers_per_token",

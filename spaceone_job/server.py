@@ -10,6 +10,7 @@ however busy it is. Nothing about jobs.
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 import threading
 from collections.abc import Callable, Coroutine, Sequence
@@ -44,7 +45,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 @dataclass
 class Served:
-    """A bound server, its port, its health service and the event loop it runs on."""
+    """A bound server, its port, its health service and the event loop it runs on; and the
+    server of the health port, when there is one."""
 
     server: grpc.aio.Server
     port: int
@@ -52,16 +54,24 @@ class Served:
     services: tuple[str, ...]
     loop: asyncio.AbstractEventLoop
     pool: futures.ThreadPoolExecutor
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
     # Set before the loop stops: nothing may wait on it afterwards.
     stopped: bool = False
+
+    @property
+    def servers(self) -> tuple[grpc.aio.Server, ...]:
+        """The main server, and the health port's."""
+        return (self.server,) if self.health_server is None else (self.server, self.health_server)
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` on the server's loop and wait for it (from any other thread)."""
         return asyncio.run_coroutine_threadsafe(work, self.loop).result()
 
     def start(self) -> None:
-        """Start serving on the bound port, every service SERVING."""
-        self.run(self.server.start())
+        """Start serving on the bound ports, every service SERVING."""
+        for grpc_server in self.servers:
+            self.run(grpc_server.start())
         self.set_serving(True)
         self.run(self.health.set(LIVENESS, SERVING))
 
@@ -81,7 +91,8 @@ class Served:
             return
         self.set_serving(False)
         self.run(self.health.set(LIVENESS, NOT_SERVING))
-        self.run(self.server.stop(grace_s))
+        for grpc_server in self.servers:
+            self.run(grpc_server.stop(grace_s))
         self.stopped = True
         # A call cut off by the stop may still be running on the pool, and its answer goes
         # through the loop: stopping the loop first would leave that thread waiting forever
@@ -195,38 +206,80 @@ def build_server(
         thread_name_prefix="rpc",
     )
 
-    async def bound() -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    async def bound() -> Served:
         # No grpc-level call limit: grpc would refuse health and reflection too, without an
         # ERROR_* code. Job calls over the limit are refused by the servicers' gate, at once.
-        server = grpc.aio.server(
-            migration_thread_pool=pool,
-            options=[
-                ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
-                # A second server on a port in use must fail, not share the port and the calls.
-                ("grpc.so_reuseport", 0),
-            ],
-        )
+        server = grpc.aio.server(migration_thread_pool=pool, options=connection_options(settings))
         register(server, pool)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         _enable_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        address = f"{settings.host}:{settings.port}"
-        try:
-            if tls is None:
-                port = server.add_insecure_port(address)
-            else:
-                port = server.add_secure_port(address, tls)
-        except RuntimeError:
-            port = 0
-        if port == 0:
-            raise StartError(
-                f"cannot listen on {address}: the port is in use, or the address is not this host's"
-            )
-        return server, port, health_servicer
+        port = _listen(server, settings.port, tls, settings)
+        served = Served(server, port, health_servicer, tuple(services), loop, pool)
+        if settings.health_port >= 0:
+            # Health alone, in plaintext, for probes: it answers whatever fills the main port.
+            served.health_server = grpc.aio.server(options=connection_options(settings))
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, served.health_server)
+            served.health_port = _listen(served.health_server, settings.health_port, None, settings)
+        return served
 
     try:
-        server, port, health_servicer = asyncio.run_coroutine_threadsafe(bound(), loop).result()
+        return asyncio.run_coroutine_threadsafe(bound(), loop).result()
     except StartError:
         loop.call_soon_threadsafe(loop.stop)
         raise
-    return Served(server, port, health_servicer, tuple(services), loop, pool)
+
+
+def _listen(
+    server: grpc.aio.Server, port: int, tls: grpc.ServerCredentials | None, settings: Settings
+) -> int:
+    """Bind ``server`` to ``port`` on the host; the bound port (:class:`StartError` if not)."""
+    address = f"{settings.host}:{port}"
+    try:
+        bound = (
+            server.add_insecure_port(address)
+            if tls is None
+            else server.add_secure_port(address, tls)
+        )
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise StartError(
+            f"cannot listen on {address}: the port is in use, or the address is not this host's"
+        )
+    return int(bound)
+
+
+# Keep-alive: the server pings a connection quiet for this long and closes it when no answer
+# comes (a peer that went away); a client may ping at most this often without calls.
+KEEPALIVE_MS = 60_000
+KEEPALIVE_TIMEOUT_MS = 20_000
+CLIENT_PING_MIN_MS = 10_000
+
+
+def connection_options(settings: Settings) -> list[tuple[str, Any]]:
+    """What one connection may hold and how long it may stay without doing anything."""
+    return [
+        ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+        # A second server on a port in use must fail, not share the port and the calls.
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+        ("grpc.max_allowed_incoming_connections", settings.max_connections),
+        ("grpc.server_handshake_timeout_ms", int(settings.handshake_timeout_s * 1000)),
+        ("grpc.max_connection_idle_ms", int(settings.idle_connection_s * 1000)),
+        ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", CLIENT_PING_MIN_MS),
+        ("grpc.http2.max_ping_strikes", 2),
+    ]
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """The process's soft limit of open files raised to its hard one (each connection takes a
+    descriptor); the soft limit before and after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft == hard:
+        return soft, soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return soft, hard

@@ -66,12 +66,13 @@ def test_the_kubernetes_probes_and_grace_periods_fit_the_service(repo: Path) -> 
     spec = documents(repo / "deploy/k8s/deployment.yaml")[0]["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     assert spec["terminationGracePeriodSeconds"] > float(settings["SPACEONE_JOB_GRACE_S"])
-    assert container["readinessProbe"]["grpc"] == {"port": 50051}
-    assert container["livenessProbe"]["grpc"] == {"port": 50051, "service": server.LIVENESS}
+    health = int(settings["SPACEONE_JOB_HEALTH_PORT"])
+    assert container["readinessProbe"]["grpc"] == {"port": health}
+    assert container["livenessProbe"]["grpc"] == {"port": health, "service": server.LIVENESS}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert spec["securityContext"]["runAsNonRoot"] is True
     ports = {p["containerPort"] for p in container["ports"]}
-    assert ports == {50051, int(settings["SPACEONE_JOB_METRICS_PORT"])}
+    assert ports == {50051, health, int(settings["SPACEONE_JOB_METRICS_PORT"])}
 
 
 def test_compose_runs_mongodb_as_a_replica_set_beside_the_service(repo: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -235,3 +236,30 @@ def test_requests_over_the_size_limit_are_refused(serve: Serve, token: Token) ->
     answer = live.call("list", request, token())
     assert answer.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert live.call("list", job_pb2.JobQuery(), token()).code is grpc.StatusCode.OK
+
+
+def test_serve_raises_its_open_files_limit_and_keeps_its_connection_cap_below_it(
+    tmp_path: Path,
+) -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard < 2048:
+        pytest.skip("needs a hard limit of open files above the soft one used here")
+    env = {**os.environ, "SPACEONE_JOB_STATE_DIR": str(tmp_path / "state")}
+    command = (
+        f"ulimit -Sn 512 && exec {CLI} serve --host 127.0.0.1 --port 0 --max-connections {hard * 2}"
+    )
+    process = subprocess.Popen(
+        ["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not process.stdout.readline().startswith("More tokens"):
+        pass
+    limits = Path(f"/proc/{process.pid}/limits").read_text()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    (row,) = [line for line in limits.splitlines() if line.startswith("Max open files")]
+    soft_now, hard_now = row.split()[3:5]
+    assert int(soft_now) == int(hard_now) == hard, row
+    assert f"open files limit raised from 512 to {hard}" in err
+    assert f"--max-connections (SPACEONE_JOB_MAX_CONNECTIONS) lowered from {hard * 2}" in err

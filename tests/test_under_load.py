@@ -5,6 +5,7 @@ is bounded in count and time, on loopback."""
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import Any
@@ -14,11 +15,12 @@ import pytest
 from google.protobuf import json_format, struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spaceone.api.cost_analysis.v1 import job_pb2
-from spaceone_job.v1 import producer_pb2
+from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 from spaceone_job.store.store import JobStore
 
 from .conftest import InProcess, Live, Serve, Token, assert_refused
+from .producing import create
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -173,3 +175,78 @@ def test_time_limits_hold_at_the_call_limit(
     worst_get = max(elapsed for elapsed, _ in gets)
     assert worst_get < 2.0, f"a get was neither served nor refused for {worst_get:.2f} s"
     assert {a.code for _, a in gets} <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+
+def watch_streams(live: Live, token: str, job_id: str, count: int) -> list[Any]:
+    stub = producer_pb2_grpc.WatchStub(live.channel)
+    request = producer_pb2.WatchRequest(job_id=job_id)
+    return [stub.watch(request, metadata=(("token", token),), timeout=30) for _ in range(count)]
+
+
+def test_one_connection_carries_a_bounded_number_of_streams(serve: Serve, token: Token) -> None:
+    live = serve(max_streams_per_connection=10)
+    admin = token()
+    job_id = create(live, admin, tasks=1).response.job.job_id
+    streams = watch_streams(live, admin, job_id, 30)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and live.app.hub.watchers < 10:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert live.app.hub.watchers == 10
+    for stream in streams:
+        stream.cancel()
+
+
+def silent_connections(port: int, count: int) -> list[socket.socket]:
+    """TCP connections that never say a word."""
+    return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+
+
+def test_a_silent_connection_is_closed_after_the_handshake_timeout(serve: Serve) -> None:
+    live = serve(handshake_timeout_s=1)
+    (quiet,) = silent_connections(live.port, 1)
+    started = time.monotonic()
+    assert closed_by_peer(quiet) and time.monotonic() - started < 3
+    quiet.close()
+
+
+def closed_by_peer(connection: socket.socket) -> bool:
+    """Whether the server closes the connection (whatever it says first) within its timeout."""
+    try:
+        while connection.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_a_connection_without_calls_is_asked_to_go(serve: Serve, token: Token) -> None:
+    live = serve(idle_connection_s=1)
+    states: list[grpc.ChannelConnectivity] = []
+    channel = grpc.insecure_channel(f"127.0.0.1:{live.port}")
+    channel.subscribe(states.append)
+    health = health_pb2_grpc.HealthStub(channel)
+    health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and states[-1] is not grpc.ChannelConnectivity.IDLE:
+        time.sleep(0.1)
+    assert states[-1] is grpc.ChannelConnectivity.IDLE, states
+    channel.close()
+
+
+def test_past_the_connection_cap_health_answers_on_its_own_port(serve: Serve) -> None:
+    live = serve(max_connections=10, health_port=0, handshake_timeout_s=30)
+    held = silent_connections(live.port, 10)
+    refused = grpc.insecure_channel(f"127.0.0.1:{live.port}")
+    with pytest.raises(grpc.RpcError):
+        health_pb2_grpc.HealthStub(refused).Check(health_pb2.HealthCheckRequest(), timeout=1)
+    assert live.app.health_port is not None
+    probe = grpc.insecure_channel(f"127.0.0.1:{live.app.health_port}")
+    answer = health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest(), timeout=1)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    for channel in (refused, probe):
+        channel.close()
+    for connection in held:
+        connection.close()
