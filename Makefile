@@ -60,7 +60,7 @@ fuzz: $(STAMP) $(REFERENCE)
 # make bench RECORD=1 also writes it to bench/RESULTS.md.
 bench: $(STAMP)
 	$(PY) bench/run.py $(if $(RECORD),--record)
-	$(PY) bench/watchers.py
+	$(PY) bench/watchers.py $(if $(RECORD),--record)
 
 LINT_STAMP := $(VENV)/.lint-stamp
 $(LINT_STAMP): $(STAMP)

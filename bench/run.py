@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import sections
 from google.protobuf import json_format
 from google.protobuf.internal import api_implementation
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
@@ -420,7 +421,9 @@ def main() -> None:
     ).stdout
     text = report(results, canned, render)
     if "--record" in sys.argv[1:]:
-        (HERE / "RESULTS.md").write_text(text)
+        results_file = HERE / "RESULTS.md"
+        old = results_file.read_text() if results_file.exists() else ""
+        results_file.write_text(sections.carried(old, text))
     print(text)
 
 
