@@ -4,7 +4,10 @@ Every watched job has a :class:`Feed` on the server's loop. A write of this proc
 hub (the store calls it after each conditional update), and another replica's write arrives
 through the store's change stream; either way the feed reads the job once, at most every
 ``MIN_INTERVAL_S`` (the changes in between are one), and wakes its watchers with the new
-document: a write costs one wake-up and one read, however many watch. Only when no change can
+document: a write costs one wake-up and one read, however many watch. A transition (status,
+remaining tasks) is told at once; progress alone (``updated_at``) at most every
+``PROGRESS_INTERVAL_S``, so that a busy job's thousand watchers are not woken a thousand times a
+second. Only when no change can
 reach this process (MongoDB without change streams) does a feed re-read on a timer, backing off
 from ``POLL_MIN_S`` to ``POLL_MAX_S``. A waiting watcher holds no thread.
 
@@ -27,16 +30,23 @@ from spaceone_job.errors import ServiceError, as_service_error
 
 Document = dict[str, Any]
 MIN_INTERVAL_S = 0.2
+# A change of updated_at alone (a task's progress, a heartbeat) is told at most this often.
+PROGRESS_INTERVAL_S = 1.0
 POLL_MIN_S = 0.5
 POLL_MAX_S = 8.0
-# What a watcher tells apart: a change it reports.
-SEEN = ("status", "remained_tasks", "total_tasks", "updated_at", "finished_at", "error_code")
+# What a watcher tells apart: a transition (told at once) and progress (updated_at).
+TRANSITION = ("status", "remained_tasks", "total_tasks", "finished_at", "error_code")
+SEEN = (*TRANSITION, "updated_at")
 WATCHERS = prometheus_client.Gauge("spaceone_job_watchers", "Watch streams open")
+
+
+def _fields(doc: Document | None, names: tuple[str, ...]) -> tuple[Any, ...]:
+    return () if doc is None else tuple(doc.get(name) for name in names)
 
 
 def seen(doc: Document | None) -> tuple[Any, ...]:
     """What of a job its watchers are told about."""
-    return () if doc is None else tuple(doc.get(name) for name in SEEN)
+    return _fields(doc, SEEN)
 
 
 class Feed:
@@ -49,6 +59,7 @@ class Feed:
         # The read failed (the database is down): the watchers end with this.
         self.error: ServiceError | None = None
         self.version = 0
+        self._published = -PROGRESS_INTERVAL_S
         self.watchers = 0
         self._fresh = asyncio.Event()
         self._dirty = False
@@ -79,15 +90,23 @@ class Feed:
                     doc = await self._hub.run(self._hub.read, self.job_id)
                 except Exception as exc:
                     self._publish(None, as_service_error(exc))
-                else:
-                    if seen(doc) != seen(self.doc):
+                    continue
+                if _fields(doc, TRANSITION) != _fields(self.doc, TRANSITION):
+                    self._publish(doc, None)
+                elif seen(doc) != seen(self.doc):
+                    wait = self._published + PROGRESS_INTERVAL_S - loop.time()
+                    if wait <= 0:
                         self._publish(doc, None)
+                    else:  # progress only: read again, and tell, once the interval is over
+                        self._dirty = True
+                        await asyncio.sleep(wait)
         finally:
             self._reading = None
 
     def _publish(self, doc: Document | None, error: ServiceError | None) -> None:
         self.doc, self.error = doc, error
         self.version += 1
+        self._published = asyncio.get_running_loop().time()
         self.wake()
 
     def wake(self) -> None:

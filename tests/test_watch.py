@@ -25,7 +25,7 @@ from spaceone_job.app import ChangeFeed
 from spaceone_job.changes import ChangeHub
 from spaceone_job.store.store import JobStore
 
-from .conftest import Live, Serve, Token
+from .conftest import Clock, Live, Serve, Token
 from .producing import create, report
 
 
@@ -317,3 +317,27 @@ def test_a_watch_ends_unauthenticated_when_its_token_expires(live: Live, token: 
     watcher.join(15)
     assert watcher.code is grpc.StatusCode.UNAUTHENTICATED, watcher.details
     assert watcher.jobs() and time.monotonic() - started < 6
+
+
+def test_progress_is_told_about_once_a_second_and_a_transition_at_once(
+    live: Live, token: Token, clock: Clock
+) -> None:
+    admin = token()
+    created = create(live, admin, tasks=1).response
+    task_id = created.tasks[0].job_task_id
+    watcher = Watcher(live, admin, created.job.job_id)
+    watcher.start()
+    assert watcher.first.wait(10)
+    started = time.monotonic()
+    for n in range(30):
+        clock.advance(seconds=1)  # each report moves the job's updated_at
+        report(live, admin, "report_progress", task_id, f"p-{n}", created_count=1)
+        time.sleep(0.05)
+    progress_s = time.monotonic() - started
+    report(live, admin, "finish_task", task_id, "f")
+    finished = time.monotonic()
+    watcher.join(10)
+    assert watcher.jobs()[-1][0] == job_pb2.JobInfo.SUCCESS
+    assert time.monotonic() - finished < 1.0, "a transition is told at once"
+    told = len(watcher.jobs()) - 2  # less the first event and the last
+    assert 1 <= told <= progress_s / 1.0 + 2, (told, progress_s)
