@@ -114,7 +114,7 @@ class TtlCache(Generic[T]):
         self.size = size
         self._clock = clock
         self._entries: OrderedDict[Hashable, tuple[T, float]] = OrderedDict()
-        self._refused: OrderedDict[Hashable, tuple[BaseException, float]] = OrderedDict()
+        self._refused: OrderedDict[Hashable, tuple[Callable[[], Exception], float]] = OrderedDict()
         self._flights: dict[Hashable, _Flight] = {}
         self._permits = permits or Permits()
         self._lock = threading.Lock()
@@ -141,7 +141,7 @@ class TtlCache(Generic[T]):
                 return entry[0]
             refused = self._refused.get(key)
             if refused is not None and not fresh and now < refused[1]:
-                return self._stale_or_raise(key, entry, refused[0])
+                return self._stale_or_raise(key, entry, refused[0]())
             flight = self._flights.get(key)
             leading = flight is None
             if not self._permits.take(leading):
@@ -181,7 +181,7 @@ class TtlCache(Generic[T]):
             flight.error = exc
             ttl = UNKNOWN_TTL_S if isinstance(exc, UnknownToIdentity) else FAILURE_TTL_S
             with self._lock:
-                self._remember(self._refused, key, (exc, self._clock() + ttl))
+                self._remember(self._refused, key, (_again(exc), self._clock() + ttl))
         finally:
             with self._lock:
                 del self._flights[key]
@@ -192,6 +192,16 @@ class TtlCache(Generic[T]):
         table.move_to_end(key)
         while len(table) > self.size:
             table.popitem(last=False)
+
+
+def _again(exc: Exception) -> Callable[[], Exception]:
+    """How a remembered refusal is raised again: a new exception of the same meaning each
+    time (the first one holds its traceback, and the call it failed in)."""
+    if isinstance(exc, UnknownToIdentity):
+        text = str(exc)
+        return lambda: UnknownToIdentity(text)
+    reason = exc.params.get("reason", "") if isinstance(exc, ServiceError) else type(exc).__name__
+    return lambda: unavailable(reason)
 
 
 def channel_to(endpoint: str) -> grpc.Channel:

@@ -29,7 +29,7 @@ from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 from spaceone_job import auth, config
 from spaceone_job.app import App
-from spaceone_job.identity import MAX_FETCHES
+from spaceone_job.identity import MAX_FETCHES, TtlCache, UnknownToIdentity
 
 from .conftest import D1, D2, Live, Serve
 from .producing import create, report
@@ -470,3 +470,17 @@ def test_watches_with_unknown_domains_do_not_delay_another_watcher(
     assert time.monotonic() - finished < 1.5
     for stream in junk:
         stream.cancel()
+
+
+def test_a_remembered_refusal_is_raised_afresh_each_time() -> None:
+    cache: TtlCache[str] = TtlCache(300)
+
+    def unknown(timeout: float) -> str:
+        raise UnknownToIdentity("no such domain")
+
+    raised = []
+    for _ in range(3):
+        with pytest.raises(UnknownToIdentity) as refused:
+            cache.get("domain-x", unknown, 1)
+        raised.append(refused.value)
+    assert len({id(e) for e in raised}) == 3, "no exception object kept, nor its traceback"
