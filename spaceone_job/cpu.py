@@ -122,17 +122,25 @@ AT_ONCE = 1
 _PLACES = threading.BoundedSemaphore(AT_ONCE)
 
 
+_HOLDING = threading.local()
+
+
 def run(timeout: float | None, work: Callable[[float], T]) -> T:
     """``work(deadline)`` once one of ``AT_ONCE`` places is free, interrupted at its deadline;
     the wait for a place counts against ``timeout`` (``ERROR_REQUEST_TIMEOUT`` when it uses it
-    up). No timeout: no deadline, but a place all the same."""
+    up). No timeout: no deadline, but a place all the same. Inside work that holds a place,
+    ``work`` just runs, within the place and the deadline it is already in."""
+    if getattr(_HOLDING, "place", False):
+        return work(float("inf") if timeout is None else time.monotonic() + timeout)
     started = time.monotonic()
     if not _PLACES.acquire(timeout=None if timeout is None else max(timeout, 0)):
         raise request_timeout()
+    _HOLDING.place = True
     try:
         left = None if timeout is None else timeout - (time.monotonic() - started)
         if left is not None and left <= 0:
             raise request_timeout()
         return WATCHDOG.run(left, work)
     finally:
+        _HOLDING.place = False
         _PLACES.release()

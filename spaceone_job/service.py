@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from spaceone_job import cpu
 from spaceone_job.auth import DOMAIN_LEVEL, Caller
@@ -24,6 +24,8 @@ from spaceone_job.query.listing import ListPlan, compile_list
 from spaceone_job.store.store import Document, JobStore, QueryRefused
 
 Clock = Callable[[], datetime]
+P = TypeVar("P")
+R = TypeVar("R")
 ID_MAX_LENGTH = 40
 
 
@@ -143,19 +145,31 @@ class ReadService:
         scope."""
         budget = self._budget(timeout)
         ends = time.monotonic() + budget
-        plan = cpu.run(
+
+        def listed(plan: ListPlan) -> ListResult:
+            try:
+                return self._run_list(plan, _left(ends))
+            except QueryRefused as exc:
+                raise _does_not_fit("query") from exc
+
+        return self._computed(
             budget,
-            lambda _: compile_list(
+            lambda: compile_list(
                 request.get("query") or {},
                 read_scope(caller),
                 self._shortcuts(caller, request),
                 self._context(),
             ),
+            listed,
         )
-        try:
-            return self._run_list(plan, _left(ends))
-        except QueryRefused as exc:
-            raise _does_not_fit("query") from exc
+
+    def _computed(self, budget: float, compile: Callable[[], P], run: Callable[[P], R]) -> R:
+        """``run(compile())`` within ``budget``, the compiling in a CPU place (see
+        :mod:`spaceone_job.cpu`); on a store that answers in this process, the running too, in
+        the same place, so that a call waiting for its turn holds no compiled plan."""
+        if self.store.embedded:
+            return cpu.run(budget, lambda _: run(compile()))
+        return run(cpu.run(budget, lambda _: compile()))
 
     def _run_list(self, plan: ListPlan, timeout: float) -> ListResult:
         if plan.stages is not None:
@@ -195,20 +209,24 @@ class ReadService:
             raise required("query")
         budget = self._budget(timeout)
         ends = time.monotonic() + budget
-        plan = cpu.run(
+
+        def counted(plan: stat_compiler.StatPlan) -> dict[str, Any]:
+            timeout = _left(ends)
+            try:
+                rows = self.store.aggregate(plan.pipeline, timeout=timeout)
+                result: dict[str, Any] = {"results": plan.shape(rows)}
+                if plan.count_pipeline is not None:
+                    counted = self.store.aggregate(plan.count_pipeline, timeout=timeout)
+                    result["total_count"] = int(counted[0]["total_count"]) if counted else 0
+            except QueryRefused as exc:
+                raise _does_not_fit(plan.part_refused(exc.reason, exc.stage)) from exc
+            return result
+
+        return self._computed(
             budget,
-            lambda _: stat_compiler.compile_stat(query, read_scope(caller), self._context()),
+            lambda: stat_compiler.compile_stat(query, read_scope(caller), self._context()),
+            counted,
         )
-        timeout = _left(ends)
-        try:
-            rows = self.store.aggregate(plan.pipeline, timeout=timeout)
-            result: dict[str, Any] = {"results": plan.shape(rows)}
-            if plan.count_pipeline is not None:
-                counted = self.store.aggregate(plan.count_pipeline, timeout=timeout)
-                result["total_count"] = int(counted[0]["total_count"]) if counted else 0
-        except QueryRefused as exc:
-            raise _does_not_fit(plan.part_refused(exc.reason, exc.stage)) from exc
-        return result
 
 
 class JobService(ReadService):

@@ -260,14 +260,14 @@ def test_overload_is_refused_at_once_and_health_always_answers(
     live = serve()  # the default call limit: 64
     limit = live.app.settings.max_concurrent_rpcs
     entered, release = threading.Semaphore(0), threading.Event()
-    original = store.page
+    original = live.app.service.list_documents
 
-    def slow_page(*args: Any, **kwargs: Any) -> Any:
+    def slow_list(*args: Any, **kwargs: Any) -> Any:
         entered.release()
         release.wait(30)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(store, "page", slow_page)
+    monkeypatch.setattr(live.app.service, "list_documents", slow_list)
     stub = job_pb2_grpc.JobStub(live.channel)
     metadata = (("token", token()),)
     slow = [
