@@ -20,7 +20,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.internal import api_implementation
 from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 
-from spaceone_job import auth, observe, seed, server
+from spaceone_job import auth, memory, observe, seed, server
 from spaceone_job.api.servicer import (
     Gate,
     JobServicer,
@@ -181,9 +181,10 @@ class HealthMonitor(threading.Thread):
         return reachable
 
     def run(self) -> None:
-        """Check, wait, repeat until stopped."""
+        """Check, give freed memory back to the system, wait, repeat until stopped."""
         while not self.stopped.is_set():
             self.check()
+            memory.trim()
             self.stopped.wait(self.interval_s)
 
     def stop(self) -> None:
