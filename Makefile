@@ -16,7 +16,7 @@ REFERENCE := $(CACHE)/spaceone-api/.fetched
 PROTOSET ?= $(CACHE)/spaceone-job.protoset
 GOOGLEAPIS = $$($(PY) -c 'import google.api.annotations_pb2 as m, pathlib; print(pathlib.Path(m.__file__).parents[2])')
 
-.PHONY: install proto protoset run test lint fuzz bench clean
+.PHONY: install proto protoset run test lint fuzz bench soak clean
 
 install: $(STAMP)
 
@@ -61,6 +61,11 @@ fuzz: $(STAMP) $(REFERENCE)
 bench: $(STAMP)
 	$(PY) bench/run.py $(if $(RECORD),--record)
 	$(PY) bench/watchers.py $(if $(RECORD),--record)
+
+# A minute of every load at once, then SIGTERM (under 3 minutes); exits 1 when a promise broke.
+# make soak RECORD=1 also writes the summary to bench/RESULTS.md.
+soak: $(STAMP)
+	$(PY) bench/soak.py $(if $(RECORD),--record)
 
 LINT_STAMP := $(VENV)/.lint-stamp
 $(LINT_STAMP): $(STAMP)

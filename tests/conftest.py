@@ -6,7 +6,10 @@ MongoDB; then every test gets its own database there, dropped afterwards.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -337,6 +340,44 @@ def serve(store: JobStore, clock: Clock, dev_keys: auth.DevKeys) -> Iterator[Ser
 @pytest.fixture
 def live(serve: Serve) -> Live:
     return serve()
+
+
+ServeProcess = Callable[..., Live]
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path, dev_keys: auth.DevKeys) -> Iterator[ServeProcess]:
+    """``spaceone-job serve`` in a process of its own on the embedded store, seeded with jobs:
+    ``serve_process(jobs, *flags)``, each job a seed line's fields over D1's defaults. For loads
+    whose timing matters: the server's interpreter is not the test's, with its client threads
+    and its heap."""
+    started: list[tuple[subprocess.Popen[bytes], grpc.Channel]] = []
+
+    def start(jobs: Sequence[Mapping[str, Any]], *flags: str) -> Live:
+        seed = tmp_path / f"seed-{len(started)}.jsonl"
+        defaults = {"domain_id": D1, "data_source_id": "ds-000000000001"}
+        seed.write_text("".join(json.dumps({**defaults, **job}) + "\n" for job in jobs))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "spaceone-job"),
+                *("serve", "--host", "127.0.0.1", "--port", str(port), "--seed", str(seed)),
+                *("--state-dir", str(dev_keys.jwks.parent), "--log-level", "WARNING", *flags),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        started.append((process, channel))
+        grpc.channel_ready_future(channel).result(timeout=30)
+        return Live(process, port, channel)
+
+    yield start
+    for process, channel in started:
+        channel.close()
+        process.terminate()
+        process.wait(30)
 
 
 T = TypeVar("T")

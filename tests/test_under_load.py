@@ -17,9 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spaceone.api.cost_analysis.v1 import job_pb2
 from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
-from spaceone_job.store.store import JobStore
-
-from .conftest import InProcess, Live, Serve, Token, assert_refused
+from .conftest import InProcess, Live, Serve, ServeProcess, Token, assert_refused
 from .producing import create
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -125,14 +123,9 @@ def test_add_fields_cannot_name_id(api: InProcess, token: Token) -> None:
     assert_refused(answer, "ERROR_INVALID_PARAMETER", "add_fields._id")
 
 
-def test_time_limits_hold_at_the_call_limit(
-    serve: Serve, token: Token, store: JobStore, add: Any
-) -> None:
-    if not store.embedded:
-        pytest.skip("about the embedded store's own scans; MongoDB runs queries itself")
-    for i in range(300):
-        add(job_id=f"job-{i:012x}", options={"name": f"job number {i}"})
-    live = serve(query_timeout_ms=1000)
+def test_time_limits_hold_at_the_call_limit(serve_process: ServeProcess, token: Token) -> None:
+    jobs = [{"job_id": f"job-{i:012x}", "options": {"name": f"job number {i}"}} for i in range(300)]
+    live = serve_process(jobs, "--query-timeout-ms", "1000")
     admin = token()
     patterns = [f"^no-such-name-{n}$" for n in range(1000)]
     slow = json_format.ParseDict(
