@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 
 from spaceone_job import config
 from spaceone_job.app import App
-from spaceone_job.store.embedded import EmbeddedJobStore
+from spaceone_job.store.connect import connect
+from spaceone_job.store.documents import Document, copied
+from spaceone_job.store.embedded import EmbeddedStore
 from spaceone_job.store.model import Model
-from spaceone_job.store.store import Document, connect, copied
 
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ def masked(value: Any) -> Any:
     return "<date>" if isinstance(value, datetime) else value
 
 
-class CannedStore(EmbeddedJobStore):
+class CannedStore(EmbeddedStore):
     """The embedded store, each distinct query run once; later calls get a copy of its rows (as
     a driver builds new documents for every answer)."""
 
@@ -114,7 +115,7 @@ def main() -> None:
         }
     )
     embedded = connect("", "canned")
-    assert isinstance(embedded, EmbeddedJobStore)
+    assert isinstance(embedded, EmbeddedStore)
     store = CannedStore(embedded._collection, "canned answers", model=embedded.model)
     app = App(settings, store=store)
     app.bind()

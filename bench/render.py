@@ -24,7 +24,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2
 from spaceone_job.api import render
 from spaceone_job.query.listing import DEFAULT_SORT
 from spaceone_job.seed import parse_lines
-from spaceone_job.store.embedded import EmbeddedJobStore
+from spaceone_job.store.embedded import EmbeddedStore
 from spaceone_job.store.model import Job
 
 ROWS = 1000
@@ -80,7 +80,7 @@ def main() -> None:
     )
     now = datetime.now(UTC).replace(tzinfo=None)
     lines = [json.dumps({**j, "domain_id": DOMAIN}) for j in seed_jobs(ROWS, now)]
-    store = EmbeddedJobStore(get_db("default")["job"], "bench")
+    store = EmbeddedStore(get_db("default")["job"], "bench")
     store.insert([doc for _, doc in parse_lines(lines, "bench", now).jobs])
 
     def ours_fetch() -> list[dict[str, Any]]:

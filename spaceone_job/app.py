@@ -39,8 +39,10 @@ from spaceone_job.producer import Bounds, Producers
 from spaceone_job.query.filters import Limits
 from spaceone_job.server import Served
 from spaceone_job.service import JOB_TASKS, Clock, JobService, ReadService, utcnow
+from spaceone_job.store.connect import connect
+from spaceone_job.store.documents import ChangesUnavailable
 from spaceone_job.store.model import JobTask
-from spaceone_job.store.store import ChangesUnavailable, JobStore, connect
+from spaceone_job.store.protocol import Store
 from spaceone_job.v1 import producer_pb2
 
 LOG = logging.getLogger(__name__)
@@ -138,7 +140,7 @@ class JwksReloader(threading.Thread):
 class ChangeFeed(threading.Thread):
     """Wakes the watchers of jobs that any replica changed, from a store's change stream."""
 
-    def __init__(self, store: JobStore, hub: ChangeHub) -> None:
+    def __init__(self, store: Store, hub: ChangeHub) -> None:
         super().__init__(name=f"changes-{store.key}", daemon=True)
         self.store = store
         self.hub = hub
@@ -149,16 +151,17 @@ class ChangeFeed(threading.Thread):
             for job_id in self.store.changed_ids(opened=lambda: self.hub.set_polling(False)):
                 self.hub.notify(job_id)
         except ChangesUnavailable as exc:
+            # Refused at the start (a standalone server), or later (its history lost).
             LOG.info("no change streams (%s): watchers re-read on a timer", exc)
         except ServiceError as exc:
             LOG.warning("change stream ended (%s): watchers re-read on a timer", exc.details)
-            self.hub.set_polling(True)
+        self.hub.set_polling(True)
 
 
 class HealthMonitor(threading.Thread):
     """Keeps health in step with the database: NOT_SERVING while it is unreachable."""
 
-    def __init__(self, store: JobStore, served: Served, interval_s: float, timeout_s: float):
+    def __init__(self, store: Store, served: Served, interval_s: float, timeout_s: float):
         super().__init__(name="health-monitor", daemon=True)
         self.store = store
         self.served = served
@@ -195,7 +198,7 @@ class HealthMonitor(threading.Thread):
 class App:
     """One running spaceone-job server."""
 
-    def __init__(self, settings: Settings, store: JobStore | None = None, clock: Clock = utcnow):
+    def __init__(self, settings: Settings, store: Store | None = None, clock: Clock = utcnow):
         self.settings = settings
         # What a setting can get wrong is found first, before anything is connected or logged.
         self.keys = load_keys(settings)
@@ -220,7 +223,7 @@ class App:
         # replicas' through the change streams (re-reads on a timer without them, on MongoDB).
         self.hub = ChangeHub(
             self._watched,
-            polling=not self.store.embedded,
+            polling=not self.store.in_memory,
             max_watchers=settings.max_watchers,
             max_per_token=settings.max_watchers_per_token,
         )
@@ -302,8 +305,9 @@ class App:
         if isinstance(source, auth.JwksKeys) and self.settings.jwks and self.settings.jwks_reload_s:
             self.reloader = JwksReloader(source, self.settings.jwks_reload_s)
             self.reloader.start()
-        for store in (self.store, self.tasks):
-            ChangeFeed(store, self.hub).start()
+        if not self.store.in_memory:  # else this process's writes are all the writes
+            for store in (self.store, self.tasks):
+                ChangeFeed(store, self.hub).start()
         if self.settings.timeout_s > 0:
             self.sweeper.start()
         else:

@@ -30,6 +30,7 @@ from spaceone_job.config import Settings
 from spaceone_job.errors import ServiceError
 from spaceone_job.seed import SeedError
 from spaceone_job.server import StartError
+from spaceone_job.store.documents import StoreUnusable
 from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 LOG = logging.getLogger(__name__)
@@ -374,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.SettingError as exc:
         print(f"spaceone-job: {exc}", file=sys.stderr)
         return 2
-    except StartError as exc:
+    except (StartError, StoreUnusable) as exc:
         print(f"spaceone-job: {exc}", file=sys.stderr)
         return 1
 

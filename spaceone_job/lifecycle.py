@@ -26,6 +26,7 @@ from typing import Any
 from spaceone_job.errors import ServiceError
 from spaceone_job.idempotency import Request
 from spaceone_job.service import Clock, utcnow
+from spaceone_job.store.documents import Document, DuplicateJobId
 from spaceone_job.store.model import (
     InvalidJob,
     Job,
@@ -35,7 +36,7 @@ from spaceone_job.store.model import (
     new_job_id,
     new_task_id,
 )
-from spaceone_job.store.store import Document, DuplicateJobId, JobStore
+from spaceone_job.store.protocol import Store
 
 LOG = logging.getLogger(__name__)
 FINISHED = ("SUCCESS", "FAILURE", "TIMEOUT", "CANCELED")
@@ -157,8 +158,8 @@ class Lifecycle:
 
     def __init__(
         self,
-        jobs: JobStore,
-        tasks: JobStore,
+        jobs: Store,
+        tasks: Store,
         clock: Clock = utcnow,
         reports_per_task: int = REPORTS_PER_TASK,
     ) -> None:

@@ -20,7 +20,7 @@ from spaceone_job.auth import DOMAIN_LEVEL, Caller
 from spaceone_job.errors import ServiceError, invalid, required, shown
 from spaceone_job.idempotency import Request
 from spaceone_job.lifecycle import Created, Lifecycle, TaskSpec
-from spaceone_job.store.store import Document
+from spaceone_job.store.documents import Document
 
 REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,64}$")
 WRITERS = frozenset({auth.DOMAIN_ADMIN, auth.WORKSPACE_OWNER})

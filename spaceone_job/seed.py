@@ -21,8 +21,9 @@ from google.protobuf import json_format, message
 from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 
 from spaceone_job.query.schema import parse_datetime
+from spaceone_job.store.documents import Document
 from spaceone_job.store.model import InvalidJob, Job, JobTask, Model, new_document
-from spaceone_job.store.store import Document, JobStore
+from spaceone_job.store.protocol import Store
 
 # What a task shares with its job, and must agree on.
 INHERITED = ("domain_id", "workspace_id", "data_source_id")
@@ -127,7 +128,7 @@ def parse_lines(lines: Iterable[str], path: str, now: datetime) -> Parsed:
     return parsed
 
 
-def _check_tasks(parsed: Parsed, jobs: JobStore, path: str) -> None:
+def _check_tasks(parsed: Parsed, jobs: Store, path: str) -> None:
     """Every task's job is in the file or stored, and agrees on domain, workspace and source."""
     in_file = {doc["job_id"]: doc for _, doc in parsed.jobs}
     for number, task in parsed.tasks:
@@ -143,7 +144,7 @@ def _check_tasks(parsed: Parsed, jobs: JobStore, path: str) -> None:
                 )
 
 
-def _refuse_stored(store: JobStore, lines: list[tuple[int, Document]], path: str) -> None:
+def _refuse_stored(store: Store, lines: list[tuple[int, Document]], path: str) -> None:
     numbers = {doc[store.key]: number for number, doc in lines}
     if not numbers:
         return
@@ -153,7 +154,7 @@ def _refuse_stored(store: JobStore, lines: list[tuple[int, Document]], path: str
         raise SeedError(path, numbers[key], f"{store.key} {key} is already stored")
 
 
-def load(jobs: JobStore, tasks: JobStore, path: Path, now: datetime) -> tuple[int, int]:
+def load(jobs: Store, tasks: Store, path: Path, now: datetime) -> tuple[int, int]:
     """Load a seed file; how many jobs and tasks. Nothing is written if any line is bad."""
     with path.open(encoding="utf-8") as lines:
         parsed = parse_lines(lines, str(path), now)

@@ -21,7 +21,8 @@ from spaceone_job.query import schema
 from spaceone_job.query import stat as stat_compiler
 from spaceone_job.query.filters import Clause, Context, Limits
 from spaceone_job.query.listing import ListPlan, compile_list
-from spaceone_job.store.store import Document, JobStore, QueryRefused
+from spaceone_job.store.documents import Document, QueryRefused
+from spaceone_job.store.protocol import Store
 
 Clock = Callable[[], datetime]
 P = TypeVar("P")
@@ -91,7 +92,7 @@ class ReadService:
 
     def __init__(
         self,
-        store: JobStore,
+        store: Store,
         limits: Limits,
         query_timeout_ms: int,
         clock: Clock = utcnow,
@@ -167,7 +168,7 @@ class ReadService:
         """``run(compile())`` within ``budget``, the compiling in a CPU place (see
         :mod:`spaceone_job.cpu`); on a store that answers in this process, the running too, in
         the same place, so that a call waiting for its turn holds no compiled plan."""
-        if self.store.embedded:
+        if self.store.in_memory:
             return cpu.run(budget, lambda _: run(compile()))
         return run(cpu.run(budget, lambda _: compile()))
 
@@ -234,7 +235,7 @@ class JobService(ReadService):
 
     def __init__(
         self,
-        store: JobStore,
+        store: Store,
         limits: Limits,
         query_timeout_ms: int,
         clock: Clock = utcnow,

@@ -1,7 +1,12 @@
 """Shared fixtures: a fresh store per test, development keys, tokens, the servicer in-process.
 
-The store is the embedded mongomock one unless ``SPACEONE_JOB_TEST_MONGODB_URI`` names a real
-MongoDB; then every test gets its own database there, dropped afterwards.
+Every test that stores jobs runs twice, once on each store (ids ``[embedded]`` and ``[mongo]``):
+the embedded store, and the MongoDB store, whose driver calls run over a
+``mongomock.MongoClient`` here, or on a real MongoDB when ``SPACEONE_JOB_TEST_MONGODB_URI``
+names one (each test then gets its own database there, dropped afterwards). A test about one
+store's own means runs on that one only: ``@pytest.mark.only_on("embedded", why="…")``; one
+where mongomock is not MongoDB skips the MongoDB store over mongomock:
+``@pytest.mark.unlike_mongomock(why="…")``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc_testing
+import mongomock
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -40,8 +46,12 @@ from spaceone_job.config import Settings
 from spaceone_job.lifecycle import Lifecycle
 from spaceone_job.query.filters import Limits
 from spaceone_job.service import JOB_TASKS, JobService, ReadService
-from spaceone_job.store.model import JobTask, new_document
-from spaceone_job.store.store import JobStore, connect
+from spaceone_job.store.connect import connect
+from spaceone_job.store.model import Job, JobTask, new_document
+from spaceone_job.store.mongo import MongoStore
+from spaceone_job.store.protocol import Store
+
+from .wire_server import Wire
 
 hypothesis_settings.register_profile("default", max_examples=100, deadline=None)
 hypothesis_settings.register_profile("fuzz", max_examples=10_000, deadline=None)
@@ -122,13 +132,62 @@ def clock() -> Clock:
     return Clock()
 
 
+STORE_KINDS = ("embedded", "mongo")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "only_on(kind, why): run on one store only (embedded or mongo), and say why"
+    )
+    config.addinivalue_line(
+        "markers",
+        "unlike_mongomock(why): where mongomock answers unlike MongoDB; skipped on the MongoDB"
+        " store over mongomock, run on a real server",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test that uses a store, once per store kind (see the module doc)."""
+    if "store_kind" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("only_on")
+    if marker is None:
+        metafunc.parametrize("store_kind", STORE_KINDS)
+        return
+    (kind,) = marker.args
+    if kind not in STORE_KINDS or not marker.kwargs.get("why"):
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: only_on(kind, why=...) expected")
+    metafunc.parametrize("store_kind", [kind])
+
+
+def mongo_store(database: str) -> MongoStore:
+    """The MongoDB store: on the test server when one is named, else over mongomock."""
+    if TEST_MONGODB_URI:
+        found = connect(TEST_MONGODB_URI, database, db_timeout_ms=3000)
+        assert isinstance(found, MongoStore)
+        return found
+    collection: Any = mongomock.MongoClient()[database][Job._meta["collection"]]
+    return MongoStore(collection, "MongoDB store over mongomock")
+
+
 @pytest.fixture
-def store() -> Iterator[JobStore]:
+def store(store_kind: str, request: pytest.FixtureRequest) -> Iterator[Store]:
+    unlike = request.node.get_closest_marker("unlike_mongomock")
+    if unlike is not None and store_kind == "mongo" and not TEST_MONGODB_URI:
+        pytest.skip(f"mongomock is not MongoDB here: {unlike.kwargs['why']}")
     database = f"spaceone-job-test-{uuid.uuid4().hex[:8]}"
-    job_store = connect(TEST_MONGODB_URI, database, db_timeout_ms=3000)
+    job_store = mongo_store(database) if store_kind == "mongo" else connect("", database)
     job_store.ensure_indexes()
     yield job_store
     job_store.drop()
+
+
+@pytest.fixture
+def wire() -> Iterator[Wire]:
+    """The MongoDB store connected to mockupdb playing a replica set's primary."""
+    served = Wire()
+    yield served
+    served.close()
 
 
 def job(**fields: Any) -> dict[str, Any]:
@@ -147,7 +206,7 @@ def job(**fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def add(store: JobStore) -> Callable[..., dict[str, Any]]:
+def add(store: Store) -> Callable[..., dict[str, Any]]:
     """Insert one job built by :func:`job`; returns it."""
 
     def insert(**fields: Any) -> dict[str, Any]:
@@ -244,7 +303,7 @@ class InProcess:
 
 
 @pytest.fixture
-def tasks(store: JobStore) -> Iterator[JobStore]:
+def tasks(store: Store) -> Iterator[Store]:
     """The job tasks beside the jobs of ``store``."""
     task_store = store.sibling(JobTask)
     task_store.ensure_indexes()
@@ -253,12 +312,12 @@ def tasks(store: JobStore) -> Iterator[JobStore]:
 
 
 @pytest.fixture
-def lifecycle(store: JobStore, tasks: JobStore, clock: Clock) -> Lifecycle:
+def lifecycle(store: Store, tasks: Store, clock: Clock) -> Lifecycle:
     return Lifecycle(store, tasks, clock)
 
 
 @pytest.fixture
-def service(store: JobStore, clock: Clock, lifecycle: Lifecycle) -> JobService:
+def service(store: Store, clock: Clock, lifecycle: Lifecycle) -> JobService:
     return JobService(
         store, Limits(), query_timeout_ms=10_000, clock=clock, on_cancel=lifecycle.cancel_tasks
     )
@@ -266,7 +325,7 @@ def service(store: JobStore, clock: Clock, lifecycle: Lifecycle) -> JobService:
 
 @pytest.fixture
 def api(
-    service: JobService, tasks: JobStore, clock: Clock, authenticator: auth.Authenticator
+    service: JobService, tasks: Store, clock: Clock, authenticator: auth.Authenticator
 ) -> InProcess:
     """Job and JobTask in-process, sharing one call gate as the server does."""
     gate = Gate(64)
@@ -310,11 +369,11 @@ Serve = Callable[..., Live]
 
 
 @pytest.fixture
-def serve(store: JobStore, clock: Clock, dev_keys: auth.DevKeys) -> Iterator[Serve]:
+def serve(store: Store, clock: Clock, dev_keys: auth.DevKeys) -> Iterator[Serve]:
     """Start real servers on ephemeral ports: ``serve(**settings)``; all stopped afterwards."""
     started: list[Live] = []
 
-    def start(job_store: JobStore | None = None, **overrides: Any) -> Live:
+    def start(job_store: Store | None = None, **overrides: Any) -> Live:
         settings = Settings(
             **{
                 "host": "127.0.0.1",
@@ -401,7 +460,7 @@ def together(count: int, work: Callable[[int], T]) -> list[T]:
 
 
 @pytest.fixture
-def writes(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def writes(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Every conditional update that changed a job, as the store performs them."""
     changed: list[dict[str, Any]] = []
     original = store.update_one

@@ -20,6 +20,12 @@ from spaceone_job.errors import ServiceError
 
 from .conftest import D1, D2, WS1, WS2, InProcess, Token
 
+pytestmark = pytest.mark.only_on(
+    "embedded",
+    why="token checks and scopes; test_tenancy runs the scoped reads on both",
+)
+
+
 OK = grpc.StatusCode.OK
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 DENIED = grpc.StatusCode.PERMISSION_DENIED

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,8 +17,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from spaceone_job import auth
+from spaceone_job.store.documents import StoreUnusable
+from spaceone_job.store.mongomock_internals import TESTED_TEXT, check_version
 
 from .conftest import Live, certificate, write_pem
+
+pytestmark = pytest.mark.only_on("embedded", why="the command line, not storage")
+
 
 CLI = str(Path(sys.executable).parent / "spaceone-job")
 
@@ -227,3 +233,35 @@ def test_private_key_is_owner_only(tmp_path: Path) -> None:
     keys = auth.dev_keys(tmp_path / "s")
     assert keys.private_key.stat().st_mode & 0o077 == 0
     assert serialization.load_pem_private_key(keys.private_key.read_bytes(), None)
+
+
+def test_an_untested_mongomock_stops_the_embedded_stores_start_in_one_line(
+    tmp_path: Path, state: dict[str, str]
+) -> None:
+    # A distribution found first on the path answers importlib.metadata's version question.
+    fake = tmp_path / "site" / "mongomock-4.9.0.dist-info"
+    fake.mkdir(parents=True)
+    (fake / "METADATA").write_text("Metadata-Version: 2.1\nName: mongomock\nVersion: 4.9.0\n")
+    done = run(*SERVE, env={**state, "PYTHONPATH": str(tmp_path / "site")})
+    assert_one_line(done, 1, "mongomock 4.9.0", "mongomock>=4.3.0,<4.4")
+
+
+@pytest.mark.parametrize(
+    ("installed", "tested"),
+    [("4.3.0", True), ("4.3.7", True), ("4.3.0rc1", True), ("4.2.9", False), ("4.4.0", False)],
+)
+def test_the_embedded_store_runs_on_the_mongomock_versions_it_was_tested_with(
+    installed: str, tested: bool
+) -> None:
+    if tested:
+        check_version(installed)
+    else:
+        with pytest.raises(StoreUnusable):
+            check_version(installed)
+
+
+def test_the_package_pins_the_mongomock_versions_the_embedded_store_was_tested_with(
+    repo: Path,
+) -> None:
+    dependencies = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert [d for d in dependencies if d.startswith("mongomock")] == [TESTED_TEXT]

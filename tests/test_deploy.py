@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from spaceone_job import config, server
-from spaceone_job.store.store import JobStore
+from spaceone_job.store.embedded import EmbeddedStore
+from spaceone_job.store.mongo import MongoStore
+from spaceone_job.store.protocol import Store
 
 from .conftest import TEST_MONGODB_URI, Live, Serve
 
@@ -122,7 +124,9 @@ def test_stopping_twice_is_stopping_once(live: Live) -> None:
     assert health("--address", f"127.0.0.1:{live.port}", "--timeout", "1").returncode == 1
 
 
-def test_the_test_database_variable_routes_every_store(store: JobStore, tasks: JobStore) -> None:
-    # With SPACEONE_JOB_TEST_MONGODB_URI set, every store test runs on that MongoDB.
-    assert store.embedded is (TEST_MONGODB_URI == "")
-    assert tasks.embedded is store.embedded
+def test_each_store_kind_is_the_store_it_names(store_kind: str, store: Store, tasks: Store) -> None:
+    # [mongo] is the MongoDB store: on SPACEONE_JOB_TEST_MONGODB_URI's server when it is set.
+    assert isinstance(store, MongoStore if store_kind == "mongo" else EmbeddedStore)
+    assert type(tasks) is type(store)
+    if store_kind == "mongo":
+        assert ("over mongomock" in store.description) is (TEST_MONGODB_URI == "")

@@ -19,8 +19,8 @@ import mongomock
 import pytest
 from bson import ObjectId
 
-from spaceone_job.store.embedded import EmbeddedJobStore
-from spaceone_job.store.store import Document, QueryRefused, copied, without_object_ids
+from spaceone_job.store.documents import Document, QueryRefused, copied, without_object_ids
+from spaceone_job.store.embedded import EmbeddedStore
 
 CASES = 1200  # of each: pipelines and list requests
 CHUNKS = 4
@@ -184,11 +184,11 @@ def mongodbs_empty_group(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-def both(seed: int) -> tuple[EmbeddedJobStore, Any, list[Document], random.Random]:
+def both(seed: int) -> tuple[EmbeddedStore, Any, list[Document], random.Random]:
     rng = random.Random(seed)
     docs = documents(rng)
     database: Any = mongomock.MongoClient().db
-    store = EmbeddedJobStore(database.job, "embedded")
+    store = EmbeddedStore(database.job, "embedded")
     store.insert(copied(docs))
     reference: Any = mongomock.MongoClient().db.job
     reference.insert_many(copied(docs))
@@ -265,7 +265,7 @@ def refused(answer: Any) -> bool:
 
 
 def store_page(
-    store: EmbeddedJobStore, page: list[Document], skip: int, count_only: bool, rows: Any
+    store: EmbeddedStore, page: list[Document], skip: int, count_only: bool, rows: Any
 ) -> Any:
     return store.page_pipeline(rows, page, skip=skip, count_only=count_only, timeout=30)
 

@@ -26,9 +26,15 @@ from spaceone_job import auth
 from spaceone_job.query import schema
 from spaceone_job.query.filters import OPERATORS
 from spaceone_job.query.stat import GROUP_OPERATORS, PROJECT_OPERATORS
-from spaceone_job.store.store import JobStore
+from spaceone_job.store.protocol import Store
 
 from .conftest import D1, D2, WS1, InProcess, Token
+
+pytestmark = pytest.mark.only_on(
+    "embedded",
+    why="hypothesis fuzzing of the request parsers; the doubled query tests cover both stores",
+)
+
 
 FUZZ = os.environ.get("HYPOTHESIS_PROFILE") == "fuzz"
 # Default suite: 250 + 250 + 100 + 100 examples; make fuzz: 4,000 + 4,000 + 1,000 + 1,000.
@@ -333,7 +339,7 @@ ROLES = st.sampled_from([auth.DOMAIN_ADMIN, auth.WORKSPACE_OWNER, auth.WORKSPACE
 
 
 @pytest.fixture
-def scoped(store: JobStore, add: Callable[..., dict[str, Any]]) -> Iterator[list[Any]]:
+def scoped(store: Store, add: Callable[..., dict[str, Any]]) -> Iterator[list[Any]]:
     """Jobs in two domains, and a record of every filter and pipeline the store is asked to run."""
     for i, (domain_id, workspace_id) in enumerate([(D1, WS1), (D1, "*"), (D2, WS1), (D1, "ws-x")]):
         add(

@@ -15,7 +15,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from spaceone.api.cost_analysis.v1 import job_pb2
 
-from spaceone_job.store.store import JobStore
+from spaceone_job.store.protocol import Store
 
 from .conftest import NOW, REFERENCE_JOB, Clock, InProcess, Live, Token, together
 
@@ -37,7 +37,7 @@ def _reference_document() -> dict[str, Any]:
 
 
 def test_get_renders_the_reference_example_exactly(
-    store: JobStore, api: InProcess, token: Token
+    store: Store, api: InProcess, token: Token
 ) -> None:
     store.insert([_reference_document()])
     answer = api.call(
@@ -148,7 +148,7 @@ def test_twelve_concurrent_cancels_all_succeed_with_one_write(
 
 
 def test_a_hand_edited_document_renders_what_it_can(
-    store: JobStore, api: InProcess, token: Token
+    store: Store, api: InProcess, token: Token
 ) -> None:
     store.insert(
         [
@@ -175,6 +175,9 @@ def test_a_hand_edited_document_renders_what_it_can(
     assert [c.start for c in info.changed] == [""]
 
 
+@pytest.mark.only_on(
+    "embedded", why="mongomock's in-place updates; MongoDB updates a document atomically"
+)
 def test_a_get_never_sees_half_of_a_cancel(
     live: Live, token: Token, add: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,8 +185,6 @@ def test_a_get_never_sees_half_of_a_cancel(
     that came in halfway through a cancel must see the job before it or after it, as MongoDB
     answers, never CANCELED without its finished_at."""
     add(job_id="job-000000000001", status="IN_PROGRESS")
-    if not live.app.store.embedded:
-        pytest.skip("MongoDB updates documents atomically")
     halfway, resume = threading.Event(), threading.Event()
     setter = mongomock.collection._updaters["$set"]
 

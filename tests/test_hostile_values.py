@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import json_format
 from spaceone.api.cost_analysis.v1 import job_pb2
 
-from .conftest import InProcess, Live, Token, assert_refused
+from .conftest import TEST_MONGODB_URI, InProcess, Live, Token, assert_refused
 
 SMUGGLED: dict[str, Any] = {
     "$ne null": {"$ne": None},
@@ -192,10 +192,16 @@ STAT_MISTAKES: dict[str, tuple[list[dict[str, Any]], str]] = {
 }
 
 
+# Where MongoDB answers an error reply, mongomock fails in Python (test_mongo_wire has the reply).
+FAILS_IN_MONGOMOCK = {"date format on free-form values that are text"}
+
+
 @pytest.mark.parametrize("case", list(STAT_MISTAKES))
 def test_caller_mistakes_in_stat_are_invalid_argument_naming_the_stage(
-    api: InProcess, token: Token, add: Callable[..., Any], case: str
+    api: InProcess, token: Token, add: Callable[..., Any], case: str, store_kind: str
 ) -> None:
+    if store_kind == "mongo" and not TEST_MONGODB_URI and case in FAILS_IN_MONGOMOCK:
+        pytest.skip("mongomock fails in Python where MongoDB refuses with an error reply")
     add()
     stages, where = STAT_MISTAKES[case]
     answer = api.call("stat", statistics({"aggregate": stages}), token())

@@ -34,6 +34,9 @@ from spaceone_job.identity import MAX_FETCHES, TtlCache, UnknownToIdentity
 from .conftest import D1, D2, Live, Serve
 from .producing import create, report
 
+pytestmark = pytest.mark.only_on("embedded", why="identity's keys and their caching, not storage")
+
+
 SYSTEM_TOKEN = "system-token-that-must-never-be-logged"
 
 

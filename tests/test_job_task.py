@@ -13,7 +13,7 @@ from spaceone.api.cost_analysis.v1 import job_task_pb2
 
 from spaceone_job import auth
 from spaceone_job.store.model import JobTask, new_document
-from spaceone_job.store.store import JobStore
+from spaceone_job.store.protocol import Store
 
 from .conftest import D1, NOW, WS1, InProcess, Live, Token
 from .test_auth import CALLERS, GET, JOBS, LIST
@@ -37,7 +37,7 @@ def task(**fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def scoped_tasks(tasks: JobStore) -> None:
+def scoped_tasks(tasks: Store) -> None:
     """One task in each place of the scope table (named as test_auth's jobs)."""
     tasks.insert(
         [
@@ -87,7 +87,7 @@ def test_the_job_task_permission_is_its_own(api: InProcess, token: Token) -> Non
 
 
 def test_a_task_renders_as_upstreams_info_plus_changed(
-    api: InProcess, token: Token, tasks: JobStore
+    api: InProcess, token: Token, tasks: Store
 ) -> None:
     tasks.insert(
         [
@@ -139,7 +139,7 @@ def test_a_task_renders_as_upstreams_info_plus_changed(
 
 
 @pytest.fixture
-def month_of_tasks(tasks: JobStore) -> list[dict[str, Any]]:
+def month_of_tasks(tasks: Store) -> list[dict[str, Any]]:
     docs = []
     for i in range(12):
         created = datetime(2026, 3 + i % 3, 10, 8, 0) + timedelta(hours=i)
@@ -235,7 +235,7 @@ def test_grpcurl_lists_and_describes_job_task(live: Live) -> None:
         assert f"rpc {method} (" in described.stdout
 
 
-def test_grpcurl_lists_a_jobs_tasks(live: Live, token: Token, tasks: JobStore) -> None:
+def test_grpcurl_lists_a_jobs_tasks(live: Live, token: Token, tasks: Store) -> None:
     tasks.insert([task(job_task_id=f"job-task-{i:012x}") for i in range(3)])
     done = grpcurl(
         "-plaintext",

@@ -22,7 +22,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2, job_task_pb2_gr
 
 from spaceone_job import auth
 from spaceone_job.api.servicer import JobServicer, JobTaskServicer, OnLoop
-from spaceone_job.store.store import JobStore
+from spaceone_job.store.mongo import MongoStore
 
 from .conftest import D2, WS1, WS2, Answer, Live, Serve, Token
 from .test_operability import health_of
@@ -48,7 +48,7 @@ def test_a_get_on_the_embedded_store_is_answered_on_the_event_loop(
     names = _threads_of_gets(live, monkeypatch)
     answer = live.call("get", job_pb2.JobRequest(job_id="job-000000000001"), token())
     assert answer.code is grpc.StatusCode.OK
-    if live.app.store.embedded:
+    if live.app.store.in_memory:
         assert names == ["grpc-loop"]
     else:  # SPACEONE_JOB_TEST_MONGODB_URI: the driver blocks, so the pool
         assert len(names) == 1 and names[0].startswith("rpc"), names
@@ -71,7 +71,7 @@ class SlowCollection:
 def test_a_get_that_waits_on_the_database_runs_on_the_pool_and_holds_up_nothing(
     serve: Serve, token: Token, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    live = serve(JobStore(SlowCollection(2.0), "slow"), timeout_s=0)  # no sweeper
+    live = serve(MongoStore(SlowCollection(2.0), "slow"), timeout_s=0)  # no sweeper
     names = _threads_of_gets(live, monkeypatch)
     request = job_pb2.JobRequest(job_id="job-000000000001")
     answers: list[Answer] = []

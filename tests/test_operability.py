@@ -26,9 +26,17 @@ from spaceone_job import auth, cli, observe
 from spaceone_job.app import JOB_SERVICE, App
 from spaceone_job.config import Settings
 from spaceone_job.errors import ServiceError
-from spaceone_job.store.store import JobStore, connect
+from spaceone_job.store.connect import connect
+from spaceone_job.store.mongo import MongoStore
+from spaceone_job.store.protocol import Store
 
 from .conftest import Live, Serve, Token, together
+
+pytestmark = pytest.mark.only_on(
+    "embedded",
+    why="the server's logs, metrics, limits and drain; test_mongo_wire has MongoDB's failures",
+)
+
 
 CLOSED_PORT_URI = "mongodb://127.0.0.1:9/?directConnection=true"
 
@@ -63,7 +71,7 @@ def test_the_client_deadline_bounds_a_call_to_a_dead_database(serve: Serve, toke
 
 
 def test_health_recovers_when_the_database_returns(
-    live: Live, store: JobStore, monkeypatch: pytest.MonkeyPatch
+    live: Live, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monitor = live.app.monitor
     assert monitor is not None
@@ -105,7 +113,7 @@ class Failing:
 def test_database_failures_map_to_statuses(
     serve: Serve, token: Token, error: Exception, status: grpc.StatusCode, code: str
 ) -> None:
-    live = serve(JobStore(Failing(error), "failing"))
+    live = serve(MongoStore(Failing(error), "failing"))
     calls = [("get", job_pb2.JobRequest(job_id="job-000000000001")), ("list", job_pb2.JobQuery())]
     for method, request in calls * 2:  # the server keeps answering
         answer = live.call(method, request, token())
@@ -255,7 +263,7 @@ def test_mutual_tls_requires_a_clientcertificate(
 
 
 def test_overload_is_refused_at_once_and_health_always_answers(
-    serve: Serve, token: Token, store: JobStore, monkeypatch: pytest.MonkeyPatch
+    serve: Serve, token: Token, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     live = serve()  # the default call limit: 64
     limit = live.app.settings.max_concurrent_rpcs

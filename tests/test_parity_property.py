@@ -23,7 +23,8 @@ from spaceone.api.cost_analysis.v1 import job_pb2
 
 from .conftest import D1, D2, WS1, WS2, InProcess, Token
 
-EXAMPLES = 3000 if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else 300
+# Per store: the suite runs each test on both stores (see conftest).
+EXAMPLES = 3000 if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else 200
 STATUSES = ("IN_PROGRESS", "SUCCESS", "FAILURE", "TIMEOUT", "CANCELED")
 SOURCES = ("ds-000000000001", "ds-000000000002", "ds-000000000003")
 WORKSPACES = (WS1, WS2, "*")

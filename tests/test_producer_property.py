@@ -27,8 +27,9 @@ from spaceone_job.lifecycle import Created, Lifecycle
 from spaceone_job.producer import Producers
 from spaceone_job.query.filters import Limits
 from spaceone_job.service import JobService
+from spaceone_job.store.connect import connect
+from spaceone_job.store.documents import Document
 from spaceone_job.store.model import JobTask
-from spaceone_job.store.store import Document, connect
 
 from .conftest import D1, D2, TEST_MONGODB_URI, WS1, WS2, Clock
 

@@ -17,9 +17,14 @@ import pytest
 from spaceone_job import auth, config, seed
 from spaceone_job.app import App
 from spaceone_job.config import Settings
-from spaceone_job.store.store import JobStore
+from spaceone_job.store.protocol import Store
 
 from .conftest import NOW, Clock, Serve
+
+pytestmark = pytest.mark.only_on(
+    "embedded", why="the README's commands against the embedded store that make run serves"
+)
+
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
@@ -79,9 +84,7 @@ def test_the_tls_recipe_works_as_written(repo: Path, tmp_path: Path, serve: Serv
     assert "spaceone.api.cost_analysis.v1.Job" in called.stdout
 
 
-def test_the_seed_example_loads(
-    repo: Path, tmp_path: Path, store: JobStore, tasks: JobStore
-) -> None:
+def test_the_seed_example_loads(repo: Path, tmp_path: Path, store: Store, tasks: Store) -> None:
     job, task = (b for b in code_blocks(section(repo, "Seed files")) if b.startswith("{"))
     path = tmp_path / "seed.jsonl"
     path.write_text(job + task)
@@ -93,7 +96,7 @@ def test_the_seed_example_loads(
 
 
 def test_seeded_jobs_older_than_the_timeout_are_timed_out_at_start(
-    store: JobStore, tmp_path: Path, clock: Clock, dev_keys: auth.DevKeys
+    store: Store, tmp_path: Path, clock: Clock, dev_keys: auth.DevKeys
 ) -> None:
     old = (NOW - timedelta(hours=3)).isoformat() + "Z"
     line = {"job_id": "job-000000000001", "domain_id": "d", "data_source_id": "ds"}

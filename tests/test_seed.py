@@ -10,7 +10,7 @@ import pytest
 
 from spaceone_job import demo, seed
 from spaceone_job.seed import SeedError
-from spaceone_job.store.store import JobStore
+from spaceone_job.store.protocol import Store
 
 from .conftest import NOW, REFERENCE_JOB
 
@@ -30,7 +30,7 @@ def write(tmp_path: Path, *lines: Any) -> Path:
     return path
 
 
-def test_loads_jobs_with_defaults(store: JobStore, tasks: JobStore, tmp_path: Path) -> None:
+def test_loads_jobs_with_defaults(store: Store, tasks: Store, tmp_path: Path) -> None:
     minimal = {"domain_id": "domain-1", "data_source_id": "ds-1"}
     path = write(tmp_path, GOOD, "", minimal)
     assert seed.load(store, tasks, path, NOW) == (2, 0)
@@ -64,7 +64,7 @@ BAD = {
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_a_bad_line_stops_the_load_and_nothing_is_loaded(
-    store: JobStore, tasks: JobStore, tmp_path: Path, case: str
+    store: Store, tasks: Store, tmp_path: Path, case: str
 ) -> None:
     line, mentions = BAD[case]
     path = write(tmp_path, GOOD, line)
@@ -74,21 +74,19 @@ def test_a_bad_line_stops_the_load_and_nothing_is_loaded(
     assert store.find_one({}) is None
 
 
-def test_a_job_id_already_stored_is_refused(
-    store: JobStore, tasks: JobStore, tmp_path: Path
-) -> None:
+def test_a_job_id_already_stored_is_refused(store: Store, tasks: Store, tmp_path: Path) -> None:
     seed.load(store, tasks, write(tmp_path, GOOD), NOW)
     with pytest.raises(SeedError, match="already stored"):
         seed.load(store, tasks, write(tmp_path, {**GOOD, "job_id": "job-000000000009"}, GOOD), NOW)
     assert store.find_one({"job_id": "job-000000000009"}) is None
 
 
-def every(store: JobStore) -> list[dict[str, Any]]:
+def every(store: Store) -> list[dict[str, Any]]:
     return store.find({}, projection=None, sort=[], skip=0, limit=0, timeout=5)
 
 
 def test_the_demo_dataset_loads_with_consistent_tasks(
-    store: JobStore, tasks: JobStore, tmp_path: Path
+    store: Store, tasks: Store, tmp_path: Path
 ) -> None:
     path = tmp_path / "demo.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in demo.lines(NOW)))
@@ -125,7 +123,7 @@ TASK = {
 
 
 def test_a_task_line_loads_beside_its_job_or_a_stored_one(
-    store: JobStore, tasks: JobStore, tmp_path: Path
+    store: Store, tasks: Store, tmp_path: Path
 ) -> None:
     assert seed.load(store, tasks, write(tmp_path, TASK, GOOD), NOW) == (1, 1)
     later = {**TASK, "job_task_id": "job-task-000000000002"}
@@ -145,7 +143,7 @@ def test_a_task_line_loads_beside_its_job_or_a_stored_one(
     ],
 )
 def test_a_bad_task_line_names_its_line_and_loads_nothing(
-    store: JobStore, tasks: JobStore, tmp_path: Path, line: dict[str, Any], mentions: str
+    store: Store, tasks: Store, tmp_path: Path, line: dict[str, Any], mentions: str
 ) -> None:
     path = write(tmp_path, GOOD, line)
     with pytest.raises(SeedError) as raised:

@@ -22,6 +22,11 @@ from spaceone_job.app import JOB_SERVICE, JOB_TASK_SERVICE
 
 from .conftest import Live, Serve, Token
 
+pytestmark = pytest.mark.only_on(
+    "embedded", why="transport, TLS and the server's start, not storage"
+)
+
+
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 CLI = str(Path(sys.executable).parent / "spaceone-job")
 

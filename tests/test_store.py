@@ -5,25 +5,29 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import mongomock
 import mongomock.collection
+import pymongo
 import pytest
 from pymongo.errors import OperationFailure
 
 from spaceone_job import config
 from spaceone_job.app import App
 from spaceone_job.config import Settings
-from spaceone_job.store.store import DuplicateJobId, JobStore
+from spaceone_job.store.documents import DuplicateJobId
+from spaceone_job.store.embedded import EmbeddedStore
+from spaceone_job.store.mongo import MongoStore
+from spaceone_job.store.protocol import Store
 
-from .conftest import D1, D2, job
+from .conftest import D1, D2, TEST_MONGODB_URI, job
 
 
-def test_a_job_id_is_stored_once(store: JobStore, add: Callable[..., dict[str, Any]]) -> None:
+def test_a_job_id_is_stored_once(store: Store, add: Callable[..., dict[str, Any]]) -> None:
     add(job_id="job-000000000001")
     with pytest.raises(DuplicateJobId):
         store.insert([job(job_id="job-000000000001", domain_id=D2)])
@@ -33,7 +37,7 @@ def test_a_job_id_is_stored_once(store: JobStore, add: Callable[..., dict[str, A
 
 
 def test_a_creates_request_key_is_stored_once_and_never_read_back_unasked(
-    store: JobStore, add: Callable[..., dict[str, Any]]
+    store: Store, add: Callable[..., dict[str, Any]]
 ) -> None:
     record = {"key": "k" * 32, "fingerprint": "f" * 32}
     add(job_id="job-000000000001", request=record)
@@ -57,7 +61,7 @@ def test_a_creates_request_key_is_stored_once_and_never_read_back_unasked(
 
 def test_the_mongodb_store_reports_a_duplicate_among_many_as_a_duplicate() -> None:
     # insert_many answers a bulk write error whose write errors hold the duplicate key (11000).
-    mongo = JobStore(mongomock.MongoClient().db.job, "MongoDB (mongomock)")
+    mongo = MongoStore(mongomock.MongoClient().db.job, "MongoDB (mongomock)")
     mongo.ensure_indexes()
     mongo.insert([job(job_id="job-000000000001")])
     with pytest.raises(DuplicateJobId):
@@ -65,7 +69,7 @@ def test_the_mongodb_store_reports_a_duplicate_among_many_as_a_duplicate() -> No
 
 
 def test_lookups_of_one_job_apply_the_whole_filter(
-    store: JobStore, add: Callable[..., dict[str, Any]]
+    store: Store, add: Callable[..., dict[str, Any]]
 ) -> None:
     add(job_id="job-000000000001", status="SUCCESS")
     pinned = {"$and": [{"domain_id": D1}, {"job_id": "job-000000000001"}]}
@@ -99,7 +103,7 @@ def test_lookups_of_one_job_apply_the_whole_filter(
     ],
 )
 def test_lookups_of_one_job_match_as_mongodb_does(
-    store: JobStore, job_id: str, clause: dict[str, Any], found: bool
+    store: Store, job_id: str, clause: dict[str, Any], found: bool
 ) -> None:
     third = job(job_id="job-000000000003")
     del third["workspace_id"]
@@ -117,11 +121,10 @@ def test_lookups_of_one_job_match_as_mongodb_does(
     assert (store.find_one(pinned, timeout=5) is not None) is found
 
 
+@pytest.mark.only_on("embedded", why="the embedded store's _id lookup; MongoDB has its _id index")
 def test_the_embedded_store_updates_one_job_without_scanning_the_others(
-    store: JobStore, add: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    store: Store, add: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not store.embedded:
-        pytest.skip("about the embedded store; MongoDB has its _id index")
     for i in range(300):
         add(job_id=f"job-{i:012x}", status="IN_PROGRESS")
     checked: list[Any] = []
@@ -154,16 +157,15 @@ SORTS = [
 @pytest.mark.parametrize("sort", SORTS, ids=lambda s: s[0][0])
 @pytest.mark.parametrize(("skip", "limit"), [(0, 0), (2, 3), (9, 5)])
 @pytest.mark.parametrize("projection", [None, {"job_id": 1, "options.sync_mode": 1}])
+@pytest.mark.only_on("embedded", why="compares the embedded store's paging with mongomock's")
 def test_embedded_pages_match_mongomocks_own(
-    store: JobStore,
+    store: Store,
     add: Callable[..., dict[str, Any]],
     sort: list[tuple[str, int]],
     skip: int,
     limit: int,
     projection: dict[str, int] | None,
 ) -> None:
-    if not store.embedded:
-        pytest.skip("compares the embedded store's paging with mongomock's")
     mixed: list[Any] = [None, 3, 2.5, "b", "a", True, datetime(2024, 1, 1)]
     for i in range(12):
         add(
@@ -182,8 +184,9 @@ def test_embedded_pages_match_mongomocks_own(
         "limit": limit,
         "timeout": 5,
     }
+    assert isinstance(store, EmbeddedStore)
     ours = store.find({"domain_id": D1}, **args)
-    theirs = JobStore.find(store, {"domain_id": D1}, **args)
+    theirs = store._driver.find({"domain_id": D1}, **args)  # mongomock's own, as MongoDB's
     assert ours == theirs
 
 
@@ -205,17 +208,22 @@ UPSTREAM_INDEXES = [
 
 
 @pytest.fixture
-def upstream_collection(store: JobStore) -> Any:
-    """A collection beside the store's, with upstream's indexes (on MongoDB too, when set)."""
-    collection = store._collection.database[f"job_upstream_{uuid.uuid4().hex[:6]}"]
+def upstream_collection() -> Iterator[Any]:
+    """A collection with upstream's indexes (on the test MongoDB when one is named)."""
+    client: Any = (
+        pymongo.MongoClient(TEST_MONGODB_URI) if TEST_MONGODB_URI else mongomock.MongoClient()
+    )
+    database = f"spaceone-job-test-{uuid.uuid4().hex[:8]}"
+    collection = client[database]["job"]
     for keys, options in UPSTREAM_INDEXES:
         collection.create_index(keys, **options)
     yield collection
-    collection.drop()
+    client.drop_database(database)
+    client.close()
 
 
 def test_an_upstream_database_keeps_its_indexes_and_gets_ours(upstream_collection: Any) -> None:
-    plain = JobStore(upstream_collection, "upstream")
+    plain = MongoStore(upstream_collection, "upstream")
     created = plain.ensure_indexes()
     assert set(created) == {spec["name"] for spec in plain.indexes if "name" in spec}
     keys = [tuple(index["key"].items()) for index in upstream_collection.list_indexes()]
@@ -236,15 +244,15 @@ class Conflicting:
 def test_an_index_conflict_is_logged_and_the_start_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="spaceone_job.store.store")
-    conflicting = JobStore(Conflicting(), "conflicting")
+    caplog.set_level(logging.WARNING, logger="spaceone_job.store.mongo")
+    conflicting = MongoStore(Conflicting(), "conflicting")
     assert conflicting.ensure_indexes() == []
     assert len(caplog.records) == len(conflicting.indexes)
     assert "different name" in caplog.records[0].getMessage()
 
 
 def test_index_creation_can_be_turned_off(
-    store: JobStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     called: list[bool] = []
 

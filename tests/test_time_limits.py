@@ -20,21 +20,22 @@ from spaceone.api.cost_analysis.v1 import job_pb2
 
 from spaceone_job import cpu
 from spaceone_job.errors import ServiceError
+from spaceone_job.store.protocol import Store
 from spaceone_job.store.stages import MAX_ROWS
-from spaceone_job.store.store import JobStore
 
 from .conftest import Answer, Live, Serve, ServeProcess, Token
+
+pytestmark = pytest.mark.only_on(
+    "embedded",
+    why="the embedded store's own time limits (MongoDB ends queries at maxTimeMS: test_mongo_wire)",
+)
+
 
 # Catastrophic backtracking that the regex module does not optimise away.
 SLOW_PATTERN = "(a|aa)+$"
 SLOW_TEXT = "a" * 60 + "!"
 LIMIT_S = 1.0
 SLACK_S = 0.5
-
-
-def embedded_only(store: JobStore) -> None:
-    if not store.embedded:
-        pytest.skip("about the embedded store; MongoDB enforces maxTimeMS itself")
 
 
 def probe_health(live: Live, stop: threading.Event, worst: list[float]) -> None:
@@ -72,9 +73,8 @@ def assert_timed_out(answer: Answer, elapsed: float, health_s: float) -> None:
 
 @pytest.mark.parametrize("operator", ["regex", "regex_in"])
 def test_a_backtracking_pattern_stops_at_the_query_limit(
-    serve: Serve, token: Token, store: JobStore, add: Callable[..., Any], operator: str
+    serve: Serve, token: Token, store: Store, add: Callable[..., Any], operator: str
 ) -> None:
-    embedded_only(store)
     for i in range(3):
         add(job_id=f"job-{i:012x}", error_message=SLOW_TEXT)
     live = serve(query_timeout_ms=int(LIMIT_S * 1000))
@@ -94,9 +94,8 @@ def test_a_backtracking_pattern_stops_at_the_query_limit(
 
 
 def test_the_client_deadline_bounds_a_backtracking_pattern(
-    serve: Serve, token: Token, store: JobStore, add: Callable[..., Any]
+    serve: Serve, token: Token, store: Store, add: Callable[..., Any]
 ) -> None:
-    embedded_only(store)
     add(error_message=SLOW_TEXT)
     live = serve()  # query limit 10 s: the client's 0.5 s is sooner
     request = json_format.ParseDict(
@@ -141,9 +140,8 @@ def test_a_pipeline_that_multiplies_rows_stops_at_the_query_limit(
 
 
 def test_an_unwind_past_the_row_cap_is_refused_before_it_runs(
-    api: Any, token: Token, store: JobStore, add: Callable[..., Any]
+    api: Any, token: Token, store: Store, add: Callable[..., Any]
 ) -> None:
-    embedded_only(store)
     for i in range(600):
         add(job_id=f"job-{i:012x}")
     stages = [

@@ -20,6 +20,12 @@ from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 from .conftest import InProcess, Live, Serve, ServeProcess, Token, assert_refused
 from .producing import create
 
+pytestmark = pytest.mark.only_on(
+    "embedded",
+    why="the embedded store's CPU admission under load (MongoDB queries run in the database)",
+)
+
+
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 

@@ -23,7 +23,8 @@ from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 from spaceone_job import auth
 from spaceone_job.app import ChangeFeed
 from spaceone_job.changes import ChangeHub
-from spaceone_job.store.store import JobStore
+from spaceone_job.store.mongo import MongoStore
+from spaceone_job.store.protocol import Store
 
 from .conftest import Clock, Live, Serve, Token
 from .producing import create, report
@@ -209,6 +210,7 @@ class Recording(ChangeHub):
         self.woken: list[str] = []
 
     def notify(self, job_id: str) -> None:
+        assert not self.polling, "an open change stream brings every change: no re-reads"
         self.woken.append(job_id)
 
 
@@ -218,23 +220,23 @@ def test_a_change_stream_wakes_the_watchers_of_jobs_any_replica_changed() -> Non
         {"fullDocument": {}},
     ]
     hub = Recording()
-    ChangeFeed(JobStore(Streaming(changes), "streaming"), hub).run()
+    ChangeFeed(MongoStore(Streaming(changes), "streaming"), hub).run()
     assert hub.woken == ["job-000000000001"]
-    assert not hub.polling, "an open change stream brings every change: no re-reads"
+    assert hub.polling, "once the stream has ended, watchers re-read"
 
 
 def test_without_change_streams_watchers_re_read(caplog: pytest.LogCaptureFixture) -> None:
     refusal = OperationFailure("The $changeStream stage is only supported on replica sets", 40573)
     caplog.set_level(logging.INFO, logger="spaceone_job.app")
     hub = ChangeHub(lambda job_id: None, polling=True)
-    ChangeFeed(JobStore(Streaming([], refusal), "standalone"), hub).run()
+    ChangeFeed(MongoStore(Streaming([], refusal), "standalone"), hub).run()
     assert "watchers re-read on a timer" in caplog.text and hub.polling
 
 
 class Counting:
     """Counts the store's reads of one job."""
 
-    def __init__(self, store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
         self.reads = 0
         read = store.find_one
 
@@ -254,7 +256,7 @@ def start_watchers(live: Live, token: str, job_id: str, count: int) -> list[Watc
 
 
 def test_the_watchers_of_a_job_share_one_read_per_change(
-    live: Live, token: Token, store: JobStore, monkeypatch: pytest.MonkeyPatch
+    live: Live, token: Token, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     admin = token()
     created = create(live, admin, tasks=1).response
@@ -272,15 +274,18 @@ def test_the_watchers_of_a_job_share_one_read_per_change(
     assert counting.reads <= 3 * 11, counting.reads
 
 
+@pytest.mark.only_on(
+    "embedded", why="in one process, writes reach watchers; MongoDB without streams re-reads"
+)
 def test_idle_watchers_read_nothing_when_every_change_reaches_them(
-    live: Live, token: Token, store: JobStore, monkeypatch: pytest.MonkeyPatch
+    live: Live, token: Token, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     admin = token()
     created = create(live, admin, tasks=1).response
     watchers = start_watchers(live, admin, created.job.job_id, 20)
     counting = Counting(store, monkeypatch)
     time.sleep(2)
-    assert counting.reads == 0, "no re-reads on a timer on the embedded store"
+    assert counting.reads == 0, "no re-reads on a timer"
     live.call("cancel", job_pb2.JobRequest(job_id=created.job.job_id), admin)
     for watcher in watchers:
         watcher.join(10)

@@ -353,7 +353,7 @@ class JobServicer(Servicer, job_pb2_grpc.JobServicer):
     """``spaceone.api.cost_analysis.v1.Job``."""
 
     def __init__(self, service: JobService, authenticator: Authenticator, gate: Gate) -> None:
-        super().__init__(authenticator, gate, service.store.embedded)
+        super().__init__(authenticator, gate, service.store.in_memory)
         self.service = service
 
     @rpc(auth.WRITE)
@@ -390,7 +390,7 @@ class JobTaskServicer(Servicer, job_task_pb2_grpc.JobTaskServicer):
     """``spaceone.api.cost_analysis.v1.JobTask``."""
 
     def __init__(self, service: ReadService, authenticator: Authenticator, gate: Gate) -> None:
-        super().__init__(authenticator, gate, service.store.embedded)
+        super().__init__(authenticator, gate, service.store.in_memory)
         self.service = service
 
     @rpc(auth.TASK_READ, lookup=True)

@@ -24,7 +24,7 @@ from spaceone_job.auth import Authenticator, Caller
 from spaceone_job.changes import ChangeHub, Feed, seen
 from spaceone_job.lifecycle import FINISHED
 from spaceone_job.service import JobService
-from spaceone_job.store.store import Document
+from spaceone_job.store.documents import Document
 from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 

@@ -26,23 +26,28 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import regex
-from bson import ObjectId, Regex
-from mongomock.aggregate import _PIPELINE_HANDLERS
-from mongomock.filtering import filter_applies
+from bson import Regex
 from pymongo.errors import OperationFailure
 
 from spaceone_job import cpu
 from spaceone_job.store import stages
-from spaceone_job.store.model import Job, Model
-from spaceone_job.store.store import (
+from spaceone_job.store.documents import (
     ChangesUnavailable,
     Document,
     DuplicateJobId,
-    JobStore,
     QueryRefused,
     copied,
     without_id,
     without_object_ids,
+)
+from spaceone_job.store.model import Job, Model
+from spaceone_job.store.mongo import MongoStore
+from spaceone_job.store.mongomock_internals import (
+    PIPELINE_HANDLERS,
+    by_object_id,
+    filter_applies,
+    index_by_object_id,
+    stored_documents,
 )
 
 T = TypeVar("T")
@@ -101,37 +106,53 @@ def bounded(spec: Any, deadline: float) -> Any:
     return spec
 
 
-class EmbeddedJobStore(JobStore):
+class EmbeddedStore:
     """The in-process mongomock store (development and tests), made to behave like MongoDB.
 
-    mongomock has no indexes: it scans every document for every query and checks uniqueness by
-    scanning on every insert. An id map (``job_id``, ``job_task_id``) stands in for MongoDB's
-    unique index: it keeps ids unique, and a query that pins one id (get, cancel) looks at that
-    one document, matched by mongomock's own filter code. mongomock also applies a conditional
-    update as read-then-write; serialising writes makes it atomic, as a real server does.
+    Inserts, updates and the few reads mongomock serves well go through the driver calls of
+    :class:`MongoStore`, made over the mongomock collection; scans, paging and pipelines run here
+    (see the module doc). mongomock has no indexes: it scans every document for every query and
+    checks uniqueness by scanning on every insert. An id map (``job_id``, ``job_task_id``) stands
+    in for MongoDB's unique index: it keeps ids unique, and a query that pins one id (get,
+    cancel) looks at that one document, matched by mongomock's own filter code. mongomock also
+    applies a conditional update as read-then-write; serialising writes makes it atomic, as a
+    real server does.
     """
 
-    embedded = True
+    in_memory = True
 
     def __init__(self, collection: Any, description: str, *, model: Model = Job) -> None:
-        super().__init__(collection, description, model=model)
+        self._collection = collection
+        self._driver = MongoStore(collection, description, model=model)
+        self.description = description
+        self.model = model
+        self.key, self.internal, self.fields = (
+            self._driver.key,
+            self._driver.internal,
+            self._driver.fields,
+        )
+        self.listeners = self._driver.listeners
         self._lock = threading.RLock()
         # MongoDB's unique indexes: each unique field's stored values -> the document's _id. As
         # a sparse index does, a document without the field is not in it.
         self._unique: dict[str, dict[Any, Any]] = {
-            spec["fields"][0][0]: {} for spec in self.indexes if spec.get("unique")
+            spec["fields"][0][0]: {} for spec in self._driver.indexes if spec.get("unique")
         }
-        _index_by_object_id(collection)
+        index_by_object_id(collection)
 
-    def sibling(self, model: Model) -> EmbeddedJobStore:
+    def sibling(self, model: Model) -> EmbeddedStore:
         """The store of another model's collection in the same in-memory database."""
-        return EmbeddedJobStore(
+        return EmbeddedStore(
             self._collection.database[model._meta["collection"]], self.description, model=model
         )
 
     def ensure_indexes(self) -> list[str]:
         """Nothing to create: mongomock's indexes only slow inserts; see the class doc."""
         return []
+
+    def ping(self, timeout: float | None = None) -> bool:
+        """Always: the documents are in this process."""
+        return True
 
     def changed_ids(self, opened: Callable[[], None] = lambda: None) -> Iterator[str]:
         """None here: one process holds the data, and its writes notify watchers directly."""
@@ -148,7 +169,7 @@ class EmbeddedJobStore(JobStore):
                     clash = next(value for value in batch if batch.count(value) > 1)
                 if clash is not None:
                     raise DuplicateJobId(f"{field} {clash} is already stored")
-            super().insert(documents, timeout)
+            self._driver.insert(documents, timeout)
             for field, stored in self._unique.items():
                 stored.update(
                     (value, doc["_id"])
@@ -159,7 +180,7 @@ class EmbeddedJobStore(JobStore):
     def _stored(self) -> list[Document]:
         # A snapshot: mongomock holds a reader lock while its generator is open.
         with self._lock:
-            return list(self._collection._store.documents)
+            return list(stored_documents(self._collection))
 
     def _matches(self, filter: Document, deadline: float) -> Iterator[Document]:
         spec = bounded(filter, deadline)
@@ -179,7 +200,7 @@ class EmbeddedJobStore(JobStore):
         if pinned is None:
             return False, None
         values, value = pinned
-        stored = _by_object_id(self._collection, values.get(value))
+        stored = by_object_id(self._collection, values.get(value))
         if stored is None:
             return True, None
         matches = _equal_strings(filter, stored)
@@ -203,7 +224,7 @@ class EmbeddedJobStore(JobStore):
                 return without_id(found, self.internal)
             if found is not None:
                 filter = {"_id": found["_id"]}  # matched above; mongomock projects it
-            return super().find_one(filter, projection, timeout)
+            return self._driver.find_one(filter, projection, timeout)
 
     def update_one(
         self,
@@ -219,22 +240,22 @@ class EmbeddedJobStore(JobStore):
                 return None
             if found is not None:
                 filter = {"_id": found["_id"]}  # matched above
-            return super().update_one(filter, changes, projection, timeout)
+            return self._driver.update_one(filter, changes, projection, timeout)
 
     def update_many(self, filter: Document, changes: Document, timeout: float | None = None) -> int:
         """Apply ``changes`` to every match; how many changed."""
         return self._each_match(
-            filter, lambda match: super(EmbeddedJobStore, self).update_many(match, changes, timeout)
+            filter, lambda match: self._driver.update_many(match, changes, timeout)
         )
 
     def delete_many(self, filter: Document, timeout: float | None = None) -> int:
         """Remove every match; how many were removed."""
 
         def delete(match: Document) -> int:
-            stored = _by_object_id(self._collection, match["_id"])
+            stored = by_object_id(self._collection, match["_id"])
             for field, values in self._unique.items():
                 values.pop(_value(stored or {}, field), None)
-            return super(EmbeddedJobStore, self).delete_many(match, timeout)
+            return self._driver.delete_many(match, timeout)
 
         return self._each_match(filter, delete)
 
@@ -246,7 +267,7 @@ class EmbeddedJobStore(JobStore):
         done = 0
         for match in [doc["_id"] for doc in self._stored() if filter_applies(filter, doc)]:
             with self._lock:
-                stored = _by_object_id(self._collection, match)
+                stored = by_object_id(self._collection, match)
                 if stored is not None and filter_applies(filter, stored):
                     done += apply({"_id": match})
         return done
@@ -304,7 +325,7 @@ class EmbeddedJobStore(JobStore):
                 for path, direction in reversed(sort):
                     matches.sort(key=stages.sort_key(path), reverse=direction < 0)
             except stages.NotRanked:
-                docs = super(EmbeddedJobStore, self).find(
+                docs = self._driver.find(
                     bounded(filter, deadline),
                     projection=projection,
                     sort=sort,
@@ -341,7 +362,7 @@ class EmbeddedJobStore(JobStore):
         count_only: bool,
         timeout: float,
     ) -> tuple[list[Document], int]:
-        """The count and the page of :meth:`JobStore.page_pipeline`, from one pass of ``rows``."""
+        """The count and the page of :meth:`MongoStore.page_pipeline`, from one pass of ``rows``."""
 
         def work(deadline: float) -> tuple[list[Document], int]:
             found = self._through(rows, deadline)
@@ -401,7 +422,7 @@ class EmbeddedJobStore(JobStore):
             return _OWN_STAGES[operator](rows, options)
         if operator == "$project":
             return self._project(rows, options)
-        handler = _PIPELINE_HANDLERS[operator]
+        handler = PIPELINE_HANDLERS[operator]
         return list(handler(rows, self._collection.database, options))
 
     def _project(self, rows: list[Document], options: Document) -> list[Document]:
@@ -414,7 +435,7 @@ class EmbeddedJobStore(JobStore):
         }
         rest = {name: spec for name, spec in options.items() if name not in sums}
         if not sums or any(name != "_id" for name in rest):
-            out = list(_PIPELINE_HANDLERS["$project"](rows, self._collection.database, rest))
+            out = list(PIPELINE_HANDLERS["$project"](rows, self._collection.database, rest))
         else:  # only computed sums: mongomock would read what is left, {"_id": 0}, as exclusion
             keep_id = rest.get("_id", 1) != 0
             out = [{"_id": row["_id"]} if keep_id and "_id" in row else {} for row in rows]
@@ -426,39 +447,9 @@ class EmbeddedJobStore(JobStore):
     def drop(self) -> None:
         """Remove every job."""
         with self._lock:
-            super().drop()
+            self._driver.drop()
             for values in self._unique.values():
                 values.clear()
-
-
-def _by_object_id(collection: Any, object_id: Any) -> Document | None:
-    """The stored document with this ``_id``, or None: a plain dict read (atomic under the
-    interpreter lock); mongomock's own item access takes a reader lock and checks expiry
-    indexes, which cost more than the lookup (no TTL here)."""
-    found: Document | None = collection._store._documents.get(object_id)
-    return found
-
-
-def _index_by_object_id(collection: Any) -> None:
-    """Let mongomock find a document by ``{"_id": ...}`` without scanning the collection.
-
-    Every mongomock read and write selects documents through ``_iter_documents``, a scan; a
-    conditional update of one job (cancel, producers) selects by ``_id`` three times over, so
-    on a large collection it cost three scans. MongoDB answers these from its ``_id`` index.
-    """
-    scan = collection._iter_documents
-    if getattr(scan, "by_object_id", False):
-        return
-
-    def iter_documents(filter: Any) -> Any:
-        wanted = filter.get("_id") if isinstance(filter, dict) and len(filter) == 1 else None
-        if isinstance(wanted, ObjectId):
-            found = _by_object_id(collection, wanted)
-            return iter(() if found is None else (found,))
-        return scan(filter)
-
-    iter_documents.by_object_id = True  # type: ignore[attr-defined]
-    collection._iter_documents = iter_documents
 
 
 # Stages evaluated here rather than by mongomock (see stages.py for why).

@@ -15,31 +15,27 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any, cast
 
-from bson import ObjectId
-from mongomock.aggregate import _accumulate_group, _parse_expression
-from mongomock.filtering import SORTING_OPERATOR_MAP, BsonComparable, bson_compare
-from mongomock.helpers import get_value_by_dot, mongodb_to_bool
-
 from spaceone_job.errors import ServiceError
+from spaceone_job.store.mongomock_internals import (
+    ARRAY_CODE,
+    OBJECT_CODE,
+    SORTING_OPERATOR_MAP,
+    TYPE_CODES,
+    BsonComparable,
+    accumulate_group,
+    bson_compare,
+    get_value_by_dot,
+    mongodb_to_bool,
+    parse_expression,
+)
 
 Document = dict[str, Any]
 Evaluate = Callable[[Document], Any]
 # The most rows one pipeline stage may produce here (MongoDB bounds a stage by its memory).
 MAX_ROWS = 250_000
-# mongomock's BSON type codes (filtering._get_compare_type) for the types rank() orders itself.
-_NULL, _NUMBER, _OBJECT, _ARRAY, _BOOL = 5, 10, 20, 25, 40
-_CODES: dict[type, int] = {
-    type(None): _NULL,
-    int: _NUMBER,
-    float: _NUMBER,
-    str: 15,
-    ObjectId: 35,
-    bool: _BOOL,
-    datetime: 45,
-}
+_BOOL = TYPE_CODES[bool]
 
 
 class NotRanked(Exception):
@@ -55,20 +51,20 @@ def rank(value: Any, loose: bool = False) -> tuple[Any, ...]:
     raises :class:`NotRanked`, as do NaN and types not ranked here (subclasses included).
     """
     kind = type(value)
-    code = _CODES.get(kind)
+    code = TYPE_CODES.get(kind)
     if code is not None:
         if (code == _BOOL and loose) or value != value:  # NaN is not equal to itself
             raise NotRanked
         return (code, value)
     if kind is list:
-        return (_ARRAY, tuple(rank(item, True) for item in value))
+        return (ARRAY_CODE, tuple(rank(item, True) for item in value))
     if kind is dict and not loose:
         # Values are compared as (type, name, value); one inside a container value is loose.
         entries = []
         for name, item in value.items():
             ranked = rank(item, type(item) in (dict, list))
             entries.append((ranked[0], name, ranked))
-        return (_OBJECT, tuple(entries))
+        return (OBJECT_CODE, tuple(entries))
     raise NotRanked
 
 
@@ -110,7 +106,7 @@ def group(rows: list[Document], options: Document) -> list[Document]:
     values = [_operands(names, operands, row) for row in rows]
     out = []
     for key, members in runs:
-        accumulated: Document = _accumulate_group(accumulators, [values[i] for i in members])
+        accumulated: Document = accumulate_group(accumulators, [values[i] for i in members])
         accumulated["_id"] = key
         out.append(accumulated)
     return out
@@ -118,7 +114,7 @@ def group(rows: list[Document], options: Document) -> list[Document]:
 
 def _evaluator(expression: Any, lenient: bool) -> Evaluate:
     return compiled(expression, lenient) or (
-        lambda row: _parse_expression(expression, row, ignore_missing_keys=lenient)
+        lambda row: parse_expression(expression, row, ignore_missing_keys=lenient)
     )
 
 

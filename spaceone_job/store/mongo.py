@@ -1,6 +1,7 @@
-"""The job store: connection, queries, atomic conditional updates, database errors -> ours.
+"""The MongoDB store: queries, atomic conditional updates, database errors -> ours.
 
-The only module (with :mod:`.model`) that imports MongoEngine or pymongo. Every call takes the
+With :mod:`.model` and :mod:`.connect`, the only module that imports MongoEngine or pymongo for
+MongoDB (the embedded store runs this one's driver calls over mongomock). Every call takes the
 time the caller still has (``timeout`` seconds) and runs under it; queries also carry the
 server-side ``maxTimeMS`` limit. Database failures become ``ERROR_DB_UNAVAILABLE`` or
 ``ERROR_REQUEST_TIMEOUT``; nothing else leaks from the driver.
@@ -10,15 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import mongoengine
-import mongomock
 import pymongo
-from bson import ObjectId
-from mongoengine.connection import get_db
 from pymongo import ReturnDocument
 from pymongo.errors import (
     BulkWriteError,
@@ -31,44 +27,31 @@ from pymongo.errors import (
 )
 
 from spaceone_job.errors import ServiceError, request_timeout
+from spaceone_job.store.documents import (
+    ChangesUnavailable,
+    Document,
+    DuplicateJobId,
+    QueryRefused,
+    read_projection,
+    without_internal,
+    without_object_ids,
+)
 from spaceone_job.store.model import INTERNAL, KEYS, Job, Model
 
 LOG = logging.getLogger(__name__)
-Document = dict[str, Any]
 # Refusals that are the server's configuration, not the query's: Unauthorized, AuthenticationFailed.
 _SERVER_SIDE_CODES = frozenset({13, 18})
-EMBEDDED_DESCRIPTION = "embedded, in-memory, development only"
 DUPLICATE_KEY = 11000
-
-
-class DuplicateJobId(Exception):
-    """An insert met a unique value (``job_id``, ``job_task_id``, a create's request key) that
-    is already stored."""
-
-
-class ChangesUnavailable(Exception):
-    """The deployment has no change streams (a standalone server, the embedded store)."""
-
-
-class QueryRefused(Exception):
-    """The database refused a query built from a caller's request (the stored values do not
-    fit it); ``reason`` is the database's own text, for the log, and ``stage`` the index of the
-    pipeline stage refused, when the store knows it."""
-
-    def __init__(self, reason: str, stage: int | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.stage = stage
 
 
 def _db_unavailable() -> ServiceError:
     return ServiceError("ERROR_DB_UNAVAILABLE", "The database is unreachable; try again later.")
 
 
-class JobStore:
+class MongoStore:
     """The documents of one model (jobs, or job tasks) in their MongoDB collection."""
 
-    embedded = False
+    in_memory = False
 
     def __init__(
         self,
@@ -93,9 +76,9 @@ class JobStore:
         # Called with the job_id of every document a conditional update changed (watchers).
         self.listeners: list[Callable[[str], None]] = []
 
-    def sibling(self, model: Model) -> JobStore:
+    def sibling(self, model: Model) -> MongoStore:
         """The store of another model's collection in the same database (tasks beside jobs)."""
-        return JobStore(
+        return MongoStore(
             self._collection.database[model._meta["collection"]],
             self.description,
             model=model,
@@ -105,14 +88,22 @@ class JobStore:
 
     @contextlib.contextmanager
     def _call(self, timeout: float | None) -> Iterator[None]:
+        """Run one driver call within ``timeout`` and turn the driver's failures into ours.
+
+        The time is kept by bounds MongoDB and the driver each enforce, not by pymongo's
+        ``timeout()``, under which the driver would retry a failed read or write again and again
+        until the time is gone, and then report a lost connection as a timeout: finding a server
+        waits at most the database timeout (and the call's time), every query carries the
+        call's time as ``maxTimeMS``, and a read or write that loses its connection is retried
+        once (as the same retryable write: the server applies it at most once), then
+        ``ERROR_DB_UNAVAILABLE``. The socket timeout backs up a server that accepts a query and
+        never answers.
+        """
         try:
             if self._reach is not None:
-                # Finding a server may take the database timeout at most, even when the query
-                # itself may take longer (pymongo's timeout would otherwise govern both).
                 bound = self._db_timeout_s if timeout is None else min(timeout, self._db_timeout_s)
                 self._reach(bound)
-            with pymongo.timeout(timeout):
-                yield
+            yield
         except ServerSelectionTimeoutError as exc:
             raise _db_unavailable() from exc
         except ExecutionTimeout as exc:
@@ -126,24 +117,12 @@ class JobStore:
             if DUPLICATE_KEY in codes:
                 raise DuplicateJobId(str(exc.details)) from exc
             raise
-        except PyMongoError as exc:
-            if getattr(exc, "timeout", False):
-                raise request_timeout() from exc
-            raise
-
-    def _projection(self, projection: Mapping[str, Any] | None) -> dict[str, Any]:
-        # The ObjectId is never rendered; leaving it out saves decoding it on every row. So are
-        # the service's own fields, unless the projection names what it wants.
-        if projection and any(value for value in projection.values()):
-            return {"_id": 0, **projection}
-        return {"_id": 0, **dict.fromkeys(self.internal, 0), **(projection or {})}
-
-    def _without_internal(self, pipeline: Sequence[Document]) -> list[Document]:
-        """``pipeline`` with the service's own fields dropped after its leading ``$match``
-        stages (where an index serves them), so that rows never carry them."""
-        stages = list(pipeline)
-        lead = next((i for i, stage in enumerate(stages) if "$match" not in stage), len(stages))
-        return [*stages[:lead], {"$project": dict.fromkeys(self.internal, 0)}, *stages[lead:]]
+        except OperationFailure as exc:
+            if exc.code not in _SERVER_SIDE_CODES:
+                raise
+            # No caller can fix the service's own database user: the operator must.
+            LOG.error("the database refuses the service's user (check its roles): %s", exc)
+            raise _db_unavailable() from exc
 
     def ensure_indexes(self) -> list[str]:
         """Create the model's indexes that are missing; the names of those created.
@@ -169,7 +148,8 @@ class JobStore:
     def ping(self, timeout: float | None = None) -> bool:
         """Whether the database answers now."""
         try:
-            with self._call(timeout):
+            # Under pymongo's timeout: a server that accepts and never answers is down too.
+            with self._call(timeout), pymongo.timeout(timeout):
                 self._collection.find_one({}, {"_id": 1})
         except ServiceError:
             return False
@@ -189,8 +169,10 @@ class JobStore:
         timeout: float | None = None,
     ) -> Document | None:
         """The first document matching ``filter``, or None."""
+        shown = read_projection(projection, self.internal)
+        limit = None if timeout is None else _ms(timeout)
         with self._call(timeout):
-            doc: Document | None = self._collection.find_one(filter, self._projection(projection))
+            doc: Document | None = self._collection.find_one(filter, shown, max_time_ms=limit)
             return doc
 
     def find(
@@ -204,10 +186,10 @@ class JobStore:
         timeout: float,
     ) -> list[Document]:
         """Documents matching ``filter``, sorted and paged in the database."""
-        with self._call(timeout), self.refusals():
+        with self._call(timeout), self._refusals():
             cursor = self._collection.find(
                 filter,
-                self._projection(projection),
+                read_projection(projection, self.internal),
                 sort=list(sort) or None,
                 skip=skip,
                 limit=limit,
@@ -238,11 +220,11 @@ class JobStore:
 
     def count(self, filter: Document, *, timeout: float) -> int:
         """How many documents match ``filter``."""
-        with self._call(timeout), self.refusals():
+        with self._call(timeout), self._refusals():
             return int(self._collection.count_documents(filter, maxTimeMS=_ms(timeout)))
 
     @contextlib.contextmanager
-    def refusals(self) -> Iterator[None]:
+    def _refusals(self) -> Iterator[None]:
         """A database's refusal of a query is :class:`QueryRefused`.
 
         Queries are built from callers' requests; when the stored values do not fit one
@@ -260,9 +242,9 @@ class JobStore:
 
     def aggregate(self, pipeline: Sequence[Document], *, timeout: float) -> list[Document]:
         """Run an aggregation pipeline in the database."""
-        with self._call(timeout), self.refusals():
+        with self._call(timeout), self._refusals():
             rows = self._collection.aggregate(
-                self._without_internal(pipeline), maxTimeMS=_ms(timeout)
+                without_internal(pipeline, self.internal), maxTimeMS=_ms(timeout)
             )
             return [without_object_ids(row) for row in rows]
 
@@ -292,14 +274,22 @@ class JobStore:
         timeout: float | None = None,
     ) -> Document | None:
         """Apply ``changes`` (an update document) to one match, atomically; the new document."""
+        # The answer keeps its _id (one ObjectId, then dropped): mongomock finds an updated
+        # document whose _id is projected away again by the update's filter, which the update
+        # may no longer match.
+        shown = {k: v for k, v in read_projection(projection, self.internal).items() if k != "_id"}
         with self._call(timeout):
             doc: Document | None = self._collection.find_one_and_update(
                 filter,
                 changes,
-                projection=self._projection(projection),
+                projection=shown or None,
                 return_document=ReturnDocument.AFTER,
+                **_max_time(timeout),
             )
-        if doc is not None and isinstance(doc.get("job_id"), str):
+        if doc is None:
+            return None
+        doc.pop("_id", None)
+        if isinstance(doc.get("job_id"), str):
             for listener in self.listeners:
                 listener(doc["job_id"])
         return doc
@@ -331,6 +321,10 @@ class JobStore:
         with self._call(timeout):
             return int(self._collection.delete_many(filter).deleted_count)
 
+    def close(self) -> None:
+        """Close the client's connections and end its sessions (its siblings share them)."""
+        self._collection.database.client.close()
+
     def drop(self) -> None:
         """Remove every job (tests and development only)."""
         with self._call(None):
@@ -345,95 +339,10 @@ def _key_pattern(keys: Any) -> tuple[tuple[str, Any], ...]:
     )
 
 
-def without_id(stored: Document, hidden: Sequence[str] = ()) -> Document:
-    """A copy of a stored document without its ObjectId (nor the fields ``hidden``)."""
-    return {
-        key: copied(value) if isinstance(value, _CONTAINERS) else value
-        for key, value in stored.items()
-        if key != "_id" and key not in hidden
-    }
-
-
-def without_object_ids(value: Any) -> Any:
-    """A result row with ObjectIds as strings: driver types stay in the store."""
-    if isinstance(value, dict):
-        return {key: without_object_ids(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [without_object_ids(item) for item in value]
-    return str(value) if isinstance(value, ObjectId) else value
-
-
-# Stored documents are dicts, lists and immutable scalars: copying the containers is enough,
-# and several times faster than copy.deepcopy.
-_CONTAINERS = (dict, list)
-
-
-def copied(value: Any) -> Any:
-    """A copy of a stored value."""
-    if isinstance(value, dict):
-        return {
-            key: copied(item) if isinstance(item, _CONTAINERS) else item
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [copied(item) if isinstance(item, _CONTAINERS) else item for item in value]
-    return value
-
-
 def _ms(timeout: float) -> int:
     return max(1, int(timeout * 1000))
 
 
-def connect(
-    uri: str, database: str, *, db_timeout_ms: int = 5000, query_timeout_ms: int = 10000
-) -> JobStore:
-    """A store on MongoDB at ``uri``, or the embedded in-process store when ``uri`` is empty.
-
-    The driver's 30 s server-selection default is replaced by ``db_timeout_ms`` so that calls fail
-    fast, and the server starts even while the database is down. Calls carry their own time limit;
-    the socket timeout only backs up the ones that do not (index creation at start).
-    """
-    alias = f"spaceone-job-{uuid.uuid4().hex[:8]}"
-    if uri:
-        mongoengine.connect(
-            alias=alias,
-            db=database,
-            host=uri,
-            serverSelectionTimeoutMS=db_timeout_ms,
-            connectTimeoutMS=db_timeout_ms,
-            socketTimeoutMS=query_timeout_ms + db_timeout_ms,
-            uuidRepresentation="standard",
-        )
-        description = f"MongoDB {_redact(uri)} database {database}"
-        client = get_db(alias).client
-
-        def reach(timeout: float) -> None:
-            if not client.topology_description.has_writable_server():
-                with pymongo.timeout(timeout):
-                    client.admin.command("ping")
-
-    else:
-        mongoengine.connect(
-            alias=alias,
-            db=database,
-            host="mongodb://localhost",
-            mongo_client_class=mongomock.MongoClient,
-            uuidRepresentation="standard",
-        )
-        description = EMBEDDED_DESCRIPTION
-    collection = get_db(alias)[Job._meta["collection"]]
-    if not uri:
-        from spaceone_job.store.embedded import EmbeddedJobStore  # it builds on JobStore
-
-        return EmbeddedJobStore(collection, description)
-    return JobStore(collection, description, reach=reach, db_timeout_s=db_timeout_ms / 1000)
-
-
-def _redact(uri: str) -> str:
-    """The URI without its password."""
-    scheme, sep, rest = uri.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return uri
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+def _max_time(timeout: float | None) -> dict[str, int]:
+    """The ``maxTimeMS`` option of a command, when the call has a time limit."""
+    return {} if timeout is None else {"maxTimeMS": _ms(timeout)}
