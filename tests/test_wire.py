@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 import filecmp
+import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,10 @@ from spaceone.api.core.v2 import handler_pb2, query_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 from spaceone.api.identity.v2 import app_pb2, domain_pb2
 
+from .upstream_descriptors import PATHS, serialized_descriptor, upstream_file_set
+
 REFERENCE_CACHE = ".cache/spaceone-api"
-MODULES = {
-    "spaceone/api/cost_analysis/v1/job_pb2.py": job_pb2,
-    "spaceone/api/core/v2/query_pb2.py": query_pb2,
-    "spaceone/api/cost_analysis/v1/job_task_pb2.py": job_task_pb2,
-}
+MODULES = dict(zip(PATHS, (job_pb2, query_pb2, job_task_pb2), strict=True))
 
 
 @pytest.fixture(scope="session")
@@ -33,16 +30,6 @@ def upstream_wheel(repo: Path) -> Path:
     wheels = sorted((repo / REFERENCE_CACHE).glob("spaceone_api-2.0.435-*.whl"))
     assert wheels, f"no reference wheel in {REFERENCE_CACHE}: run make test, which fetches it"
     return wheels[0]
-
-
-def _serialized_descriptor(source: str) -> bytes:
-    """The FileDescriptorProto bytes a generated ``*_pb2.py`` registers (read, not imported)."""
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "AddSerializedFile":
-            value = node.args[0]
-            assert isinstance(value, ast.Constant) and isinstance(value.value, bytes)
-            return value.value
-    raise AssertionError("no serialized descriptor in module")
 
 
 def _comparable(proto: descriptor_pb2.FileDescriptorProto) -> descriptor_pb2.FileDescriptorProto:
@@ -61,7 +48,7 @@ def _comparable(proto: descriptor_pb2.FileDescriptorProto) -> descriptor_pb2.Fil
 def test_descriptors_equal_upstream_spaceone_api(upstream_wheel: Path, path: str) -> None:
     with zipfile.ZipFile(upstream_wheel) as wheel:
         theirs = descriptor_pb2.FileDescriptorProto.FromString(
-            _serialized_descriptor(wheel.read(path).decode())
+            serialized_descriptor(wheel.read(path).decode())
         )
     ours = descriptor_pb2.FileDescriptorProto()
     MODULES[path].DESCRIPTOR.CopyToProto(ours)
@@ -93,72 +80,25 @@ def test_generated_stubs_are_fresh(repo: Path, tmp_path: Path) -> None:
     assert not mismatch and not errors, f"stale stubs, run make proto: {mismatch or errors}"
 
 
-def _json_name(name: str) -> str:
-    """protoc's JSON name of a field: underscores dropped, the letter after each upper-cased."""
-    parts = name.split("_")
-    return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
-
-
-def _with_json_names(messages: Iterable[descriptor_pb2.DescriptorProto]) -> None:
-    # Descriptors embedded in Python modules leave json_name out; protoc's descriptor sets
-    # (ours) fill it in. Filled the same way, the two compare as compiled alike.
-    for message in messages:
-        for f in message.field:
-            f.json_name = f.json_name or _json_name(f.name)
-        _with_json_names(message.nested_type)
-
-
-def _upstream_file_set(wheel: Path, ours: Path) -> bytes:
-    """spaceone-api's descriptors as a FileDescriptorSet, dependencies first; google's files are
-    taken from ours, so that only the files under comparison can differ."""
-    theirs: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-    with zipfile.ZipFile(wheel) as archive:
-        for path in MODULES:
-            serialized = _serialized_descriptor(archive.read(path).decode())
-            proto = descriptor_pb2.FileDescriptorProto.FromString(serialized)
-            _with_json_names(proto.message_type)
-            theirs[proto.name] = proto
-    shared = {
-        f.name: f for f in descriptor_pb2.FileDescriptorSet.FromString(ours.read_bytes()).file
-    }
-    ordered: list[descriptor_pb2.FileDescriptorProto] = []
-
-    def add(name: str) -> None:
-        if any(p.name == name for p in ordered):
-            return
-        proto = theirs.get(name) or shared[name]
-        for dependency in proto.dependency:
-            add(dependency)
-        ordered.append(proto)
-
-    for name in sorted(theirs):
-        add(name)
-    return descriptor_pb2.FileDescriptorSet(file=ordered).SerializeToString()
-
-
-def test_buf_builds_lints_and_finds_nothing_breaking_against_upstream(
+def test_buf_builds_lints_and_finds_nothing_breaking_against_upstream_offline(
     repo: Path, tmp_path: Path, upstream_wheel: Path
 ) -> None:
     ours, theirs = tmp_path / "ours.binpb", tmp_path / "theirs.binpb"
     subprocess.run(
         ["make", "-s", "protoset", f"PROTOSET={ours}"], cwd=repo, check=True, capture_output=True
     )
-    theirs.write_bytes(_upstream_file_set(upstream_wheel, ours))
+    theirs.write_bytes(upstream_file_set(upstream_wheel, ours))
     buf = str(Path(sys.executable).parent / "buf")
-    config = str(repo / "buf.yaml")
+    # No network: buf may reach no registry (googleapis comes from make install's copy).
+    offline = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "BUF_CACHE_DIR": str(tmp_path)}
+    built = tmp_path / "built.binpb"
     for args in (
-        ["build", f"{ours}#format=binpb", "-o", str(tmp_path / "built.binpb")],
-        ["lint", f"{ours}#format=binpb", "--config", config, "--path", "spaceone"],
-        [
-            "breaking",
-            f"{ours}#format=binpb",
-            "--against",
-            f"{theirs}#format=binpb",
-            "--config",
-            config,
-        ],
+        ["build", ".", "-o", str(built)],
+        ["lint", "."],
+        # One image of both modules (proto/ and googleapis'), against spaceone-api's.
+        ["breaking", str(built), "--against", f"{theirs}#format=binpb", "--config", "buf.yaml"],
     ):
-        done = subprocess.run([buf, *args], capture_output=True, text=True, cwd=tmp_path)
+        done = subprocess.run([buf, *args], capture_output=True, text=True, cwd=repo, env=offline)
         assert done.returncode == 0, f"buf {args[0]}: {done.stdout}{done.stderr}"
 
 
@@ -183,7 +123,7 @@ def test_identity_messages_and_methods_are_upstreams(upstream_wheel: Path, path:
     module, messages, services = PARTIAL[path]
     with zipfile.ZipFile(upstream_wheel) as archive:
         theirs = descriptor_pb2.FileDescriptorProto.FromString(
-            _serialized_descriptor(archive.read(path).decode())
+            serialized_descriptor(archive.read(path).decode())
         )
     ours = descriptor_pb2.FileDescriptorProto()
     module.DESCRIPTOR.CopyToProto(ours)
