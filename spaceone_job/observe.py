@@ -64,6 +64,8 @@ class Call:
     error_code: str = ""
     # Why the call failed, in the caller's error's words (logged, never more than it was told).
     reason: str = ""
+    # How a stream ended: finished, an ERROR_* code, or "client went away".
+    ended: str = ""
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -218,14 +220,18 @@ def _series(method: str, code: str) -> tuple[Any, Any]:
 
 
 @contextmanager
-def observed(method: str, metadata: Mapping[str, str]) -> Iterator[Call]:
-    """Measure, count and log one call."""
+def observed(method: str, metadata: Mapping[str, str], stream: bool = False) -> Iterator[Call]:
+    """Measure, count and log one call (a ``stream`` is counted by its own gauge, not among
+    the calls in flight)."""
     call = Call(method, request_id(metadata))
-    IN_FLIGHT.inc()
+    in_flight = IN_FLIGHT if not stream else None
+    if in_flight is not None:
+        in_flight.inc()
     try:
         yield call
     finally:
-        IN_FLIGHT.dec()
+        if in_flight is not None:
+            in_flight.dec()
         elapsed = time.perf_counter() - call.started
         calls, latency = _series(method, call.code.name)
         calls.inc()
@@ -242,6 +248,8 @@ def observed(method: str, metadata: Mapping[str, str]) -> Iterator[Call]:
         }
         if call.reason:
             fields["reason"] = call.reason
+        if call.ended:
+            fields["ended"] = call.ended
         _log_call(fields)
 
 

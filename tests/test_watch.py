@@ -4,6 +4,7 @@ watchers holding no worker thread, and watchers told to reconnect at shutdown.""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import statistics
 import subprocess
@@ -346,3 +347,40 @@ def test_progress_is_told_about_once_a_second_and_a_transition_at_once(
     assert time.monotonic() - finished < 1.0, "a transition is told at once"
     told = len(watcher.jobs()) - 2  # less the first event and the last
     assert 1 <= told <= progress_s / 1.0 + 2, (told, progress_s)
+
+
+def _watch_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "spaceone_job.calls"]
+    return [line for line in lines if line["method"] == "watch"]
+
+
+def test_a_watch_logs_one_call_line_when_it_ends_saying_how_long_and_why(
+    live: Live, token: Token, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="spaceone_job.calls")
+    admin = token()
+    job_id = create(live, admin, tasks=1).response.job.job_id
+    stub = producer_pb2_grpc.WatchStub(live.channel)
+    metadata = (("token", admin), ("x-request-id", "watch-1"))
+    stream = stub.watch(producer_pb2.WatchRequest(job_id=job_id), metadata=metadata, timeout=30)
+    next(stream)
+    time.sleep(0.3)
+    live.call("cancel", job_pb2.JobRequest(job_id=job_id), admin)
+    assert [e.job.status for e in stream] == [job_pb2.JobInfo.CANCELED]
+    assert ("x-request-id", "watch-1") in stream.trailing_metadata()
+    with pytest.raises(grpc.RpcError) as missing:
+        next(stub.watch(producer_pb2.WatchRequest(job_id="job-nope"), metadata=metadata[:1]))
+    assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+    running = create(live, admin, request_id="run-2", tasks=1).response.job.job_id
+    gone = stub.watch(producer_pb2.WatchRequest(job_id=running), metadata=metadata[:1])
+    next(gone)
+    gone.cancel()
+    deadline = time.monotonic() + 5
+    while len(_watch_lines(caplog)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    finished, not_found, cancelled = _watch_lines(caplog)
+    assert finished["code"] == "OK" and finished["ended"] == "finished"
+    assert finished["request_id"] == "watch-1" and finished["domain_id"] == "domain-aaaaaaaaaaaa"
+    assert finished["duration_ms"] >= 300
+    assert not_found["code"] == "NOT_FOUND" and not_found["ended"] == "ERROR_NOT_FOUND"
+    assert cancelled["code"] == "CANCELLED" and cancelled["ended"] == "client went away"

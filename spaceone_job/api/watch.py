@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from spaceone_job import auth, errors
+from spaceone_job import auth, errors, observe
 from spaceone_job.api import render
 from spaceone_job.api.servicer import Gate, readable
 from spaceone_job.auth import Authenticator, Caller
@@ -26,6 +26,9 @@ from spaceone_job.lifecycle import FINISHED
 from spaceone_job.service import JobService
 from spaceone_job.store.documents import Document
 from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
+
+# The method name of its call line and metrics, as the other calls have theirs.
+METHOD = "watch"
 
 
 class WatchServicer(producer_pb2_grpc.WatchServicer):
@@ -64,15 +67,30 @@ class WatchServicer(producer_pb2_grpc.WatchServicer):
     ) -> AsyncIterator[producer_pb2.WatchEvent]:
         """The job now, at each change, keep-alives between; ends when the job finishes."""
         metadata = tuple(context.invocation_metadata() or ())
-        try:
-            caller = await self.hub.run(self._caller, metadata, request)
-            with self.hub.watching(request.job_id, auth.token_from(metadata)) as feed:
-                # Watching first, then the read: a change in between is not missed.
-                doc = await self.hub.run(self._get, caller, request.job_id)
-                async for event in self._events(caller, feed, doc):
-                    yield event
-        except Exception as exc:
-            await errors.abort_on_loop(context, errors.as_service_error(exc))
+        # One call line when the stream ends: how long it lasted and why it ended.
+        with observe.observed(METHOD, dict(metadata), stream=True) as call:
+            context.set_trailing_metadata(call.trailing_metadata)
+            try:
+                caller = await self.hub.run(self._caller, metadata, request)
+                call.domain_id = caller.domain_id
+                with self.hub.watching(request.job_id, auth.token_from(metadata)) as feed:
+                    # Watching first, then the read: a change in between is not missed.
+                    doc = await self.hub.run(self._get, caller, request.job_id)
+                    async for event in self._events(caller, feed, doc):
+                        yield event
+                call.ended = "finished"
+            except Exception as exc:
+                error = errors.as_service_error(exc)
+                call.code, call.error_code, call.reason = (
+                    error.status_code,
+                    error.code,
+                    error.message,
+                )
+                call.ended = error.code
+                await errors.abort_on_loop(context, error, call.trailing_metadata)
+            except BaseException:  # the client went away: the generator is closed or cancelled
+                call.code, call.ended = grpc.StatusCode.CANCELLED, "client went away"
+                raise
 
     async def _events(
         self, caller: Caller, feed: Feed, doc: Document
