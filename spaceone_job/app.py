@@ -32,7 +32,7 @@ from spaceone_job.api.servicer import (
 from spaceone_job.api.watch import WatchServicer
 from spaceone_job.changes import ChangeHub
 from spaceone_job.config import SettingError, Settings, flag
-from spaceone_job.errors import ServiceError
+from spaceone_job.errors import as_service_error
 from spaceone_job.identity import MAX_WAITING, Identity, channel_to
 from spaceone_job.lifecycle import Lifecycle, Sweeper
 from spaceone_job.producer import Bounds, Producers
@@ -40,7 +40,7 @@ from spaceone_job.query.filters import Limits
 from spaceone_job.server import Served
 from spaceone_job.service import JOB_TASKS, Clock, JobService, ReadService, utcnow
 from spaceone_job.store.connect import connect
-from spaceone_job.store.documents import ChangesUnavailable
+from spaceone_job.store.documents import ChangesUnavailable, StoreError
 from spaceone_job.store.model import JobTask
 from spaceone_job.store.protocol import Store
 from spaceone_job.v1 import producer_pb2
@@ -153,8 +153,9 @@ class ChangeFeed(threading.Thread):
         except ChangesUnavailable as exc:
             # Refused at the start (a standalone server), or later (its history lost).
             LOG.info("no change streams (%s): watchers re-read on a timer", exc)
-        except ServiceError as exc:
-            LOG.warning("change stream ended (%s): watchers re-read on a timer", exc.details)
+        except StoreError as exc:
+            reason = as_service_error(exc).details
+            LOG.warning("change stream ended (%s): watchers re-read on a timer", reason)
         self.hub.set_polling(True)
 
 

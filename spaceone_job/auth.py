@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from spaceone_job.errors import ServiceError
+from spaceone_job.errors import Code, ServiceError
 from spaceone_job.identity import Identity, UnknownToIdentity
 
 LOG = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ DOMAIN_LEVEL = "*"
 
 
 def _denied(reason: str) -> ServiceError:
-    return ServiceError("ERROR_AUTHENTICATE_FAILURE", "Authentication failed.", message=reason)
+    return ServiceError(Code.AUTHENTICATE_FAILURE, "Authentication failed.", message=reason)
 
 
 def _values(metadata: Metadata, key: str) -> list[str]:
@@ -124,7 +124,7 @@ def _one(metadata: Metadata, key: str) -> str:
     """The single value of ``key`` (empty when absent); two values are refused."""
     values = _values(metadata, key)
     if len(values) > 1:
-        raise ServiceError("ERROR_INVALID_PARAMETER", "Send this metadata once.", key=key)
+        raise ServiceError(Code.INVALID_PARAMETER, "Send this metadata once.", key=key)
     return values[0] if values else ""
 
 
@@ -418,14 +418,14 @@ def _system_caller(metadata: Metadata) -> Caller:
     domain_id = _one(metadata, "x_domain_id")
     if not domain_id:
         raise ServiceError(
-            "ERROR_REQUIRED_X_DOMAIN_ID",
+            Code.REQUIRED_X_DOMAIN_ID,
             "A system token needs the x_domain_id metadata.",
             key="x_domain_id",
         )
     workspace_id = _one(metadata, "x_workspace_id") or None
     if workspace_id is not None and not _real_workspace(workspace_id):
         raise ServiceError(
-            "ERROR_INVALID_PARAMETER", "x_workspace_id names one workspace.", key="x_workspace_id"
+            Code.INVALID_PARAMETER, "x_workspace_id names one workspace.", key="x_workspace_id"
         )
     return Caller(domain_id, workspace_id, SYSTEM_TOKEN, system=True)
 
@@ -439,7 +439,7 @@ def authorize(caller: Caller, permission: str) -> None:
     )
     if not allowed:
         raise ServiceError(
-            "ERROR_PERMISSION_DENIED", "Permission denied.", permission=permission, role=caller.role
+            Code.PERMISSION_DENIED, "Permission denied.", permission=permission, role=caller.role
         )
 
 

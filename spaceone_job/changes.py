@@ -26,7 +26,7 @@ from typing import Any
 
 import prometheus_client
 
-from spaceone_job.errors import ServiceError, as_service_error
+from spaceone_job.errors import Code, ServiceError, as_service_error
 
 Document = dict[str, Any]
 MIN_INTERVAL_S = 0.2
@@ -196,7 +196,7 @@ class ChangeHub:
         ``ERROR_TOO_MANY_REQUESTS`` beyond the bounds."""
         if self._watchers >= self.max_watchers or self._per_token[token] >= self.max_per_token:
             raise ServiceError(
-                "ERROR_TOO_MANY_REQUESTS",
+                Code.TOO_MANY_REQUESTS,
                 "Too many watch streams are open; close some, or retry later.",
                 max_watchers=self.max_watchers,
                 max_per_token=self.max_per_token,

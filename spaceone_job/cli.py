@@ -27,10 +27,9 @@ from spaceone.api.cost_analysis.v1 import job_pb2
 from spaceone_job import auth, config, memory, observe, server
 from spaceone_job.app import JOB_SERVICE, JOB_TASK_SERVICE, App, version
 from spaceone_job.config import Settings
-from spaceone_job.errors import ServiceError
 from spaceone_job.seed import SeedError
 from spaceone_job.server import StartError
-from spaceone_job.store.documents import StoreUnusable
+from spaceone_job.store.documents import StoreError, StoreUnusable
 from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 LOG = logging.getLogger(__name__)
@@ -165,7 +164,7 @@ def _sample(app: App) -> dict[str, str]:
         found = app.store.find_one({"status": "IN_PROGRESS"}, timeout=1) or app.store.find_one(
             {}, timeout=1
         )
-    except ServiceError:
+    except StoreError:
         return {}
     return {key: str(found[key]) for key in ("domain_id", "job_id")} if found else {}
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from spaceone_job.errors import request_timeout
+from spaceone_job.store.documents import OutOfTime
 
 T = TypeVar("T")
 REFIRE_S = 0.05
@@ -77,7 +77,7 @@ class Watchdog:
                 guard.active = False
                 self._clear(guard)
         except Interrupted:
-            raise request_timeout() from None
+            raise OutOfTime() from None
 
     def _arm(self, guard: _Guard) -> None:
         with self._cond:
@@ -134,12 +134,12 @@ def run(timeout: float | None, work: Callable[[float], T]) -> T:
         return work(float("inf") if timeout is None else time.monotonic() + timeout)
     started = time.monotonic()
     if not _PLACES.acquire(timeout=None if timeout is None else max(timeout, 0)):
-        raise request_timeout()
+        raise OutOfTime()
     _HOLDING.place = True
     try:
         left = None if timeout is None else timeout - (time.monotonic() - started)
         if left is not None and left <= 0:
-            raise request_timeout()
+            raise OutOfTime()
         return WATCHDOG.run(left, work)
     finally:
         _HOLDING.place = False

@@ -9,9 +9,10 @@ INTERNAL ``ERROR_UNKNOWN``; no traceback or internal text ever reaches the calle
 
 from __future__ import annotations
 
+import enum
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import grpc
@@ -19,38 +20,68 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from spaceone_job.store.documents import OutOfTime, TooManyRows, Unreachable
+
 LOG = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "spaceone-job"
 
-_C = grpc.StatusCode
-STATUS_BY_CODE: Mapping[str, grpc.StatusCode] = {
-    "ERROR_REQUIRED_PARAMETER": _C.INVALID_ARGUMENT,
-    "ERROR_INVALID_PARAMETER": _C.INVALID_ARGUMENT,
-    "ERROR_INVALID_PARAMETER_TYPE": _C.INVALID_ARGUMENT,
-    "ERROR_OPERATOR_NOT_SUPPORTED": _C.INVALID_ARGUMENT,
-    "ERROR_OPERATOR_VALUE_TYPE": _C.INVALID_ARGUMENT,
-    "ERROR_OPERATOR_LIST_VALUE_TYPE": _C.INVALID_ARGUMENT,
-    "ERROR_OPERATOR_DICT_VALUE_TYPE": _C.INVALID_ARGUMENT,
-    "ERROR_OPERATOR_BOOLEAN_TYPE": _C.INVALID_ARGUMENT,
-    "ERROR_REQUIRED_X_DOMAIN_ID": _C.INVALID_ARGUMENT,
-    "ERROR_NOT_FOUND": _C.NOT_FOUND,
-    "ERROR_JOB_STATE": _C.FAILED_PRECONDITION,
+
+class Code(enum.StrEnum):
+    """Every ``ERROR_*`` code the service answers with; the value is the wire text."""
+
+    REQUIRED_PARAMETER = "ERROR_REQUIRED_PARAMETER"
+    INVALID_PARAMETER = "ERROR_INVALID_PARAMETER"
+    INVALID_PARAMETER_TYPE = "ERROR_INVALID_PARAMETER_TYPE"
+    OPERATOR_NOT_SUPPORTED = "ERROR_OPERATOR_NOT_SUPPORTED"
+    OPERATOR_VALUE_TYPE = "ERROR_OPERATOR_VALUE_TYPE"
+    OPERATOR_LIST_VALUE_TYPE = "ERROR_OPERATOR_LIST_VALUE_TYPE"
+    OPERATOR_DICT_VALUE_TYPE = "ERROR_OPERATOR_DICT_VALUE_TYPE"
+    OPERATOR_BOOLEAN_TYPE = "ERROR_OPERATOR_BOOLEAN_TYPE"
+    REQUIRED_X_DOMAIN_ID = "ERROR_REQUIRED_X_DOMAIN_ID"
+    NOT_FOUND = "ERROR_NOT_FOUND"
+    JOB_STATE = "ERROR_JOB_STATE"
     # A producer's request id sent again with a different request.
-    "ERROR_REQUEST_ID_REUSED": _C.FAILED_PRECONDITION,
+    REQUEST_ID_REUSED = "ERROR_REQUEST_ID_REUSED"
     # A task took all the reports it may (start and progress).
-    "ERROR_TOO_MANY_REPORTS": _C.FAILED_PRECONDITION,
+    TOO_MANY_REPORTS = "ERROR_TOO_MANY_REPORTS"
     # Other writers kept changing a task in between; retryable.
-    "ERROR_CONCURRENT_CHANGE": _C.ABORTED,
-    "ERROR_AUTHENTICATE_FAILURE": _C.UNAUTHENTICATED,
-    "ERROR_PERMISSION_DENIED": _C.PERMISSION_DENIED,
-    "ERROR_TOO_MANY_REQUESTS": _C.RESOURCE_EXHAUSTED,
+    CONCURRENT_CHANGE = "ERROR_CONCURRENT_CHANGE"
+    AUTHENTICATE_FAILURE = "ERROR_AUTHENTICATE_FAILURE"
+    PERMISSION_DENIED = "ERROR_PERMISSION_DENIED"
+    TOO_MANY_REQUESTS = "ERROR_TOO_MANY_REQUESTS"
     # Retryable: a client's retry policy moves the call to another replica.
-    "ERROR_SERVER_STOPPING": _C.UNAVAILABLE,
-    "ERROR_DB_UNAVAILABLE": _C.UNAVAILABLE,
-    "ERROR_IDENTITY_UNAVAILABLE": _C.UNAVAILABLE,
-    "ERROR_REQUEST_TIMEOUT": _C.DEADLINE_EXCEEDED,
-    "ERROR_UNKNOWN": _C.INTERNAL,
+    SERVER_STOPPING = "ERROR_SERVER_STOPPING"
+    DB_UNAVAILABLE = "ERROR_DB_UNAVAILABLE"
+    IDENTITY_UNAVAILABLE = "ERROR_IDENTITY_UNAVAILABLE"
+    REQUEST_TIMEOUT = "ERROR_REQUEST_TIMEOUT"
+    UNKNOWN = "ERROR_UNKNOWN"
+
+
+_C = grpc.StatusCode
+STATUS_BY_CODE: Mapping[Code, grpc.StatusCode] = {
+    Code.REQUIRED_PARAMETER: _C.INVALID_ARGUMENT,
+    Code.INVALID_PARAMETER: _C.INVALID_ARGUMENT,
+    Code.INVALID_PARAMETER_TYPE: _C.INVALID_ARGUMENT,
+    Code.OPERATOR_NOT_SUPPORTED: _C.INVALID_ARGUMENT,
+    Code.OPERATOR_VALUE_TYPE: _C.INVALID_ARGUMENT,
+    Code.OPERATOR_LIST_VALUE_TYPE: _C.INVALID_ARGUMENT,
+    Code.OPERATOR_DICT_VALUE_TYPE: _C.INVALID_ARGUMENT,
+    Code.OPERATOR_BOOLEAN_TYPE: _C.INVALID_ARGUMENT,
+    Code.REQUIRED_X_DOMAIN_ID: _C.INVALID_ARGUMENT,
+    Code.NOT_FOUND: _C.NOT_FOUND,
+    Code.JOB_STATE: _C.FAILED_PRECONDITION,
+    Code.REQUEST_ID_REUSED: _C.FAILED_PRECONDITION,
+    Code.TOO_MANY_REPORTS: _C.FAILED_PRECONDITION,
+    Code.CONCURRENT_CHANGE: _C.ABORTED,
+    Code.AUTHENTICATE_FAILURE: _C.UNAUTHENTICATED,
+    Code.PERMISSION_DENIED: _C.PERMISSION_DENIED,
+    Code.TOO_MANY_REQUESTS: _C.RESOURCE_EXHAUSTED,
+    Code.SERVER_STOPPING: _C.UNAVAILABLE,
+    Code.DB_UNAVAILABLE: _C.UNAVAILABLE,
+    Code.IDENTITY_UNAVAILABLE: _C.UNAVAILABLE,
+    Code.REQUEST_TIMEOUT: _C.DEADLINE_EXCEEDED,
+    Code.UNKNOWN: _C.INTERNAL,
 }
 
 
@@ -77,9 +108,7 @@ class ServiceError(Exception):
     are repeated in the ``ErrorInfo`` metadata.
     """
 
-    def __init__(self, code: str, sentence: str, **params: Any) -> None:
-        if code not in STATUS_BY_CODE:
-            raise ValueError(f"unknown error code {code}")
+    def __init__(self, code: Code, sentence: str, **params: Any) -> None:
         self.code = code
         self.params = {key: _cut(str(value), SHOWN_CHARS) for key, value in params.items()}
         suffix = ", ".join(f"{key} = {value}" for key, value in self.params.items())
@@ -111,17 +140,17 @@ class ServiceError(Exception):
 
 def required(key: str) -> ServiceError:
     """A required parameter is missing or empty."""
-    return ServiceError("ERROR_REQUIRED_PARAMETER", "A required parameter is missing.", key=key)
+    return ServiceError(Code.REQUIRED_PARAMETER, "A required parameter is missing.", key=key)
 
 
 def invalid(key: str, reason: str) -> ServiceError:
     """A parameter is present but its value is not acceptable."""
-    return ServiceError("ERROR_INVALID_PARAMETER", f"Invalid parameter: {reason}", key=key)
+    return ServiceError(Code.INVALID_PARAMETER, f"Invalid parameter: {reason}", key=key)
 
 
 def request_timeout() -> ServiceError:
     """The call's time (its query limit, or its client's deadline) ran out."""
-    return ServiceError("ERROR_REQUEST_TIMEOUT", "The query ran out of time.")
+    return ServiceError(Code.REQUEST_TIMEOUT, "The query ran out of time.")
 
 
 def unexpected(exc: BaseException) -> ServiceError:
@@ -129,13 +158,37 @@ def unexpected(exc: BaseException) -> ServiceError:
     incident = uuid.uuid4().hex[:12]
     LOG.error("incident %s: unexpected %s", incident, type(exc).__name__, exc_info=exc)
     return ServiceError(
-        "ERROR_UNKNOWN", "An unexpected error occurred; quote the incident id.", incident=incident
+        Code.UNKNOWN, "An unexpected error occurred; quote the incident id.", incident=incident
     )
+
+
+def _unreachable(exc: BaseException) -> ServiceError:
+    return ServiceError(Code.DB_UNAVAILABLE, "The database is unreachable; try again later.")
+
+
+def _too_many_rows(exc: BaseException) -> ServiceError:
+    assert isinstance(exc, TooManyRows)
+    return ServiceError(
+        Code.INVALID_PARAMETER,
+        f"An {exc.stage} would produce more than {exc.limit} rows; narrow the query.",
+        key=exc.stage,
+    )
+
+
+# The store's own failures as the caller hears of them.
+_FROM_STORE: Mapping[type[BaseException], Callable[[BaseException], ServiceError]] = {
+    Unreachable: _unreachable,
+    OutOfTime: lambda exc: request_timeout(),
+    TooManyRows: _too_many_rows,
+}
 
 
 def as_service_error(exc: BaseException) -> ServiceError:
     """The :class:`ServiceError` a caller is answered with for any exception."""
-    return exc if isinstance(exc, ServiceError) else unexpected(exc)
+    if isinstance(exc, ServiceError):
+        return exc
+    translate = _FROM_STORE.get(type(exc))
+    return translate(exc) if translate is not None else unexpected(exc)
 
 
 def _status(

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spaceone_job.errors import ServiceError
+from spaceone_job.errors import Code, ServiceError
 
 Document = dict[str, Any]
 
@@ -62,7 +62,7 @@ class Request:
         """Refuse a retry that found ``record`` but is not the same request."""
         if record.get("fingerprint") != self.fingerprint:
             raise ServiceError(
-                "ERROR_REQUEST_ID_REUSED",
+                Code.REQUEST_ID_REUSED,
                 "This request id was used for a different request; use a new id.",
                 request_id=self.request_id,
             )

@@ -23,7 +23,7 @@ import prometheus_client
 from spaceone.api.core.v2 import handler_pb2
 from spaceone.api.identity.v2 import app_pb2, app_pb2_grpc, domain_pb2_grpc
 
-from spaceone_job.errors import ServiceError
+from spaceone_job.errors import Code, ServiceError
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,7 +50,7 @@ FAILURES = prometheus_client.Counter(
 def unavailable(reason: str) -> ServiceError:
     """Identity could not answer in time: the caller may retry."""
     return ServiceError(
-        "ERROR_IDENTITY_UNAVAILABLE", "Identity cannot verify the token now; retry.", reason=reason
+        Code.IDENTITY_UNAVAILABLE, "Identity cannot verify the token now; retry.", reason=reason
     )
 
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from spaceone_job.errors import ServiceError
+from spaceone_job.errors import Code, ServiceError, as_service_error
 from spaceone_job.idempotency import Request
 from spaceone_job.service import Clock, utcnow
-from spaceone_job.store.documents import Document, DuplicateJobId
+from spaceone_job.store.documents import Document, DuplicateJobId, StoreError
 from spaceone_job.store.model import (
     InvalidJob,
     Job,
@@ -89,13 +89,13 @@ class Created:
 
 def _job_state(job_id: str, status: Any) -> ServiceError:
     return ServiceError(
-        "ERROR_JOB_STATE", "The job is no longer running.", job_id=job_id, job_state=status
+        Code.JOB_STATE, "The job is no longer running.", job_id=job_id, job_state=status
     )
 
 
 def _not_found(task_id: str) -> ServiceError:
     return ServiceError(
-        "ERROR_NOT_FOUND", "The job task does not exist or is out of reach.", job_task_id=task_id
+        Code.NOT_FOUND, "The job task does not exist or is out of reach.", job_task_id=task_id
     )
 
 
@@ -261,7 +261,7 @@ class Lifecycle:
             except BaseException:
                 self._remove(job, tasks)
                 raise
-        raise ServiceError("ERROR_CONCURRENT_CHANGE", "New ids kept clashing; try again.")
+        raise ServiceError(Code.CONCURRENT_CHANGE, "New ids kept clashing; try again.")
 
     @staticmethod
     def _draw_ids(job: Document, tasks: list[Document]) -> None:
@@ -277,8 +277,9 @@ class Lifecycle:
         ours = {"job_id": job["job_id"], "job_task_id": {"$in": [t["job_task_id"] for t in tasks]}}
         try:
             self.tasks.delete_many(ours, timeout=QUERY_TIMEOUT_S)
-        except ServiceError as exc:
-            LOG.warning("tasks of job %s not removed: %s", job["job_id"], exc.details)
+        except StoreError as exc:
+            reason = as_service_error(exc).details
+            LOG.warning("tasks of job %s not removed: %s", job["job_id"], reason)
 
     def _created_by(self, domain_id: str, key: str, request: Request | None) -> Created | None:
         """The job a create of this request made, answered as then; None when there is none."""
@@ -310,7 +311,7 @@ class Lifecycle:
         try:
             return new_document(data, model)
         except InvalidJob as exc:
-            raise ServiceError("ERROR_INVALID_PARAMETER", f"Invalid job: {exc}.") from exc
+            raise ServiceError(Code.INVALID_PARAMETER, f"Invalid job: {exc}.") from exc
 
     def _task(self, job: Document, spec: TaskSpec, now: datetime, task_id: str) -> Document:
         inherited = ("job_id", "data_source_id", "workspace_id", "domain_id", "resource_group")
@@ -451,7 +452,7 @@ class Lifecycle:
             total = int(task.get("created_count") or 0) + created_count
             if total > INT32_MAX:
                 raise ServiceError(
-                    "ERROR_INVALID_PARAMETER",
+                    Code.INVALID_PARAMETER,
                     f"Invalid parameter: the task's created_count would pass {INT32_MAX}.",
                     key="created_count",
                     created_count=task.get("created_count"),
@@ -539,7 +540,7 @@ class Lifecycle:
             if state == seen:
                 # Nothing changed but the write did not apply: only the report limit does that.
                 raise ServiceError(
-                    "ERROR_TOO_MANY_REPORTS",
+                    Code.TOO_MANY_REPORTS,
                     f"A task takes at most {self.reports_per_task} reports; finish it.",
                     job_task_id=task_id,
                 )
@@ -565,7 +566,7 @@ class Lifecycle:
             if written is not None:
                 return written, True
         raise ServiceError(
-            "ERROR_CONCURRENT_CHANGE", "The task kept changing; try again.", job_task_id=task_id
+            Code.CONCURRENT_CHANGE, "The task kept changing; try again.", job_task_id=task_id
         )
 
     def _refuse_if_stopped(self, task: Document) -> None:
@@ -626,8 +627,8 @@ class Sweeper(threading.Thread):
         while not self.stopped.is_set():
             try:
                 self.lifecycle.sweep_timeouts(self.timeout_s)
-            except ServiceError as exc:
-                LOG.warning("sweeper: %s", exc.details)
+            except StoreError as exc:
+                LOG.warning("sweeper: %s", as_service_error(exc).details)
             self.stopped.wait(self.interval_s)
 
     def stop(self) -> None:

@@ -25,6 +25,8 @@ import grpc
 import prometheus_client
 from prometheus_client.exposition import ThreadingWSGIServer
 
+from spaceone_job.errors import Code
+
 LOG = logging.getLogger("spaceone_job.calls")
 REQUEST_ID = "x-request-id"
 # The attribute of a log record that holds a call's fields.
@@ -50,7 +52,7 @@ LOG_LINES_DROPPED = prometheus_client.Counter(
 LOG_BACKLOG = 10_000
 # The writer's pause after writing what waited: lines leave within this, in batches.
 WRITE_PAUSE_S = 0.05
-_DB_ERROR_CODES = frozenset({"ERROR_DB_UNAVAILABLE", "ERROR_REQUEST_TIMEOUT"})
+_DB_ERROR_CODES = frozenset({Code.DB_UNAVAILABLE, Code.REQUEST_TIMEOUT})
 
 
 @dataclass

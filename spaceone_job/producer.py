@@ -17,7 +17,7 @@ from typing import Any
 
 from spaceone_job import auth, sizes
 from spaceone_job.auth import DOMAIN_LEVEL, Caller
-from spaceone_job.errors import ServiceError, invalid, required, shown
+from spaceone_job.errors import Code, ServiceError, invalid, required, shown
 from spaceone_job.idempotency import Request
 from spaceone_job.lifecycle import Created, Lifecycle, TaskSpec
 from spaceone_job.store.documents import Document
@@ -45,7 +45,7 @@ class Bounds:
 def _writer(caller: Caller) -> None:
     if not caller.system and caller.role not in WRITERS:
         raise ServiceError(
-            "ERROR_PERMISSION_DENIED",
+            Code.PERMISSION_DENIED,
             "Producing jobs takes a system token, a domain admin or a workspace owner.",
             role=caller.role,
         )
@@ -75,7 +75,7 @@ def storable(value: Any, where: str) -> Any:
         for key, item in value.items():
             if not key.strip() or any(c in key for c in _KEY_FORBIDS):
                 raise ServiceError(
-                    "ERROR_INVALID_PARAMETER",
+                    Code.INVALID_PARAMETER,
                     f"A stored key cannot be blank or hold '.', '$' or NUL; {shown(key)} does.",
                     key=where,
                 )
@@ -85,7 +85,7 @@ def storable(value: Any, where: str) -> Any:
             storable(item, f"{where}[{index}]")
     elif isinstance(value, float) and not math.isfinite(value):
         raise ServiceError(
-            "ERROR_INVALID_PARAMETER_TYPE", "NaN and infinity are not values.", key=where
+            Code.INVALID_PARAMETER_TYPE, "NaN and infinity are not values.", key=where
         )
     return value
 
@@ -126,7 +126,7 @@ class Producers:
         if caller.workspace_scoped:
             if workspace_id not in ("", caller.workspace_id):
                 raise ServiceError(
-                    "ERROR_PERMISSION_DENIED",
+                    Code.PERMISSION_DENIED,
                     "A workspace caller creates jobs in its own workspace.",
                     workspace_id=workspace_id,
                 )

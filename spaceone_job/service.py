@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from spaceone_job import cpu
 from spaceone_job.auth import DOMAIN_LEVEL, Caller
-from spaceone_job.errors import ServiceError, invalid, required
+from spaceone_job.errors import Code, ServiceError, invalid, required
 from spaceone_job.query import schema
 from spaceone_job.query import stat as stat_compiler
 from spaceone_job.query.filters import Clause, Context, Limits
@@ -55,7 +55,7 @@ def _and(clauses: Sequence[Clause]) -> Clause:
 
 def _does_not_fit(part: str) -> ServiceError:
     return ServiceError(
-        "ERROR_INVALID_PARAMETER",
+        Code.INVALID_PARAMETER,
         "The stored values do not fit this part of the query (e.g. an array operator on values"
         " that are not arrays, or a date format on values that are not dates).",
         key=part,
@@ -129,7 +129,7 @@ class ReadService:
         doc = self.store.find_one(_and([*read_scope(caller), {name: value}]), timeout=timeout)
         if doc is None:
             raise ServiceError(
-                "ERROR_NOT_FOUND",
+                Code.NOT_FOUND,
                 f"The {self.resource.schema.noun} does not exist or is out of reach.",
                 **{name: value},
             )
@@ -265,14 +265,14 @@ class JobService(ReadService):
         current = self._find(caller, job_id, timeout)
         if caller.workspace_scoped and current.get("workspace_id") != caller.workspace_id:
             raise ServiceError(
-                "ERROR_PERMISSION_DENIED",
+                Code.PERMISSION_DENIED,
                 "Only a domain admin can cancel a domain-level job.",
                 job_id=job_id,
             )
         if current.get("status") == "CANCELED":
             return current
         raise ServiceError(
-            "ERROR_JOB_STATE",
+            Code.JOB_STATE,
             "Only an IN_PROGRESS job can be canceled.",
             job_state=current.get("status"),
         )

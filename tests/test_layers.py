@@ -107,3 +107,8 @@ def test_the_service_layers_depend_on_the_store_protocol_not_a_store() -> None:
         if name.startswith(f"{STORE}."):
             continue
         assert not own_imports(name) & stores, f"{name} imports a store itself"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith(f"{STORE}.")))
+def test_the_store_raises_its_own_exceptions_not_the_apis(name: str) -> None:
+    assert "spaceone_job.errors" not in own_imports(name), f"{name} imports the API's errors"

@@ -12,6 +12,7 @@ from spaceone_job import lifecycle as lifecycle_module
 from spaceone_job.errors import ServiceError
 from spaceone_job.idempotency import Request
 from spaceone_job.lifecycle import Created, Lifecycle, Sweeper, TaskSpec
+from spaceone_job.store.documents import Unreachable
 from spaceone_job.store.protocol import Store
 
 from .conftest import D1, WS1, Clock, InProcess, Token, together
@@ -180,10 +181,10 @@ def test_a_create_that_fails_half_way_leaves_no_task_behind(
     lifecycle: Lifecycle, store: Store, tasks: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def unreachable(*args: Any, **kwargs: Any) -> None:
-        raise ServiceError("ERROR_DB_UNAVAILABLE", "The database is unreachable.")
+        raise Unreachable
 
     monkeypatch.setattr(store, "insert", unreachable)
-    with pytest.raises(ServiceError):
+    with pytest.raises(Unreachable):
         running(lifecycle, tasks=3)
     assert tasks.count({}, timeout=5) == 0
 

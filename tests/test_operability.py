@@ -25,7 +25,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 from spaceone_job import auth, cli, observe
 from spaceone_job.app import JOB_SERVICE, App
 from spaceone_job.config import Settings
-from spaceone_job.errors import ServiceError
+from spaceone_job.errors import Code, ServiceError
 from spaceone_job.store.connect import connect
 from spaceone_job.store.mongo import MongoStore
 from spaceone_job.store.protocol import Store
@@ -165,7 +165,7 @@ def test_a_call_cut_off_by_the_stop_leaves_no_thread_behind(
         workers.append(threading.current_thread())
         entered.set()
         release.wait(10)
-        raise ServiceError("ERROR_NOT_FOUND", "gone", resource_type="Job")
+        raise ServiceError(Code.NOT_FOUND, "gone", resource_type="Job")
 
     monkeypatch.setattr(live.app.service, "get", slow_get)
     caller = threading.Thread(

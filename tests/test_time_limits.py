@@ -19,7 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spaceone.api.cost_analysis.v1 import job_pb2
 
 from spaceone_job import cpu
-from spaceone_job.errors import ServiceError
+from spaceone_job.errors import as_service_error
+from spaceone_job.store.documents import OutOfTime
 from spaceone_job.store.protocol import Store
 from spaceone_job.store.stages import MAX_ROWS
 
@@ -176,7 +177,7 @@ def test_the_watchdog_interrupts_again_when_an_interruption_is_swallowed() -> No
                 swallowed.append(exc)
 
     started = time.monotonic()
-    with pytest.raises(ServiceError):
+    with pytest.raises(OutOfTime):
         cpu.WATCHDOG.run(0.1, work)
     assert len(swallowed) == 1
     assert time.monotonic() - started < 0.1 + SLACK_S
@@ -184,9 +185,9 @@ def test_the_watchdog_interrupts_again_when_an_interruption_is_swallowed() -> No
 
 def test_the_watchdog_interrupts_python_work_and_forgets_finished_work() -> None:
     started = time.monotonic()
-    with pytest.raises(ServiceError) as raised:
+    with pytest.raises(OutOfTime) as raised:
         cpu.WATCHDOG.run(0.2, lambda deadline: [None for _ in iter(int, 1)])
-    assert raised.value.code == "ERROR_REQUEST_TIMEOUT"
+    assert as_service_error(raised.value).code == "ERROR_REQUEST_TIMEOUT"
     assert time.monotonic() - started < 0.2 + SLACK_S
     # Work that ends in time is never interrupted later, even when its deadline passes.
     assert cpu.WATCHDOG.run(0.05, lambda deadline: 42) == 42
@@ -211,7 +212,7 @@ def test_no_interruption_outlives_the_guarded_work() -> None:
             raise cpu.Interrupted from None
 
     for _ in range(200):
-        with pytest.raises(ServiceError):
+        with pytest.raises(OutOfTime):
             cpu.WATCHDOG.run(0.001, until_deadline)
     quiet.close()
     peer.close()

@@ -140,7 +140,7 @@ def readable(request: Any) -> None:
     """Refuse a request that could not be parsed."""
     if isinstance(request, Undecodable):
         raise errors.ServiceError(
-            "ERROR_INVALID_PARAMETER",
+            errors.Code.INVALID_PARAMETER,
             "The request cannot be read: it is not a message of its type, or its values are"
             " nested too deeply.",
             key="request",
@@ -231,7 +231,7 @@ def as_dict(request: message.Message) -> dict[str, Any]:
         return json_format.MessageToDict(request, preserving_proto_field_name=True)
     except json_format.SerializeToJsonError as exc:  # a Value holding NaN or infinity
         raise errors.ServiceError(
-            "ERROR_INVALID_PARAMETER_TYPE",
+            errors.Code.INVALID_PARAMETER_TYPE,
             "NaN and infinity are not values.",
             key=_non_finite(request, "") or "request",
         ) from exc
@@ -292,7 +292,7 @@ class Gate:
         if self._closed:
             self._knocked = time.monotonic()
             raise errors.ServiceError(
-                "ERROR_SERVER_STOPPING", "The server is stopping; retry on another replica."
+                errors.Code.SERVER_STOPPING, "The server is stopping; retry on another replica."
             )
 
     @contextlib.contextmanager
@@ -302,7 +302,7 @@ class Gate:
             self._refuse_if_closed()
             if self._busy >= self._limit:
                 raise errors.ServiceError(
-                    "ERROR_TOO_MANY_REQUESTS", "The server is at its call limit; retry later."
+                    errors.Code.TOO_MANY_REQUESTS, "The server is at its call limit; retry later."
                 )
             self._busy += 1
         try:

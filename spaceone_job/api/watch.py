@@ -104,7 +104,7 @@ class WatchServicer(producer_pb2_grpc.WatchServicer):
             await feed.next(version, keepalive if left is None else min(keepalive, left))
             if self.hub.closed:
                 raise errors.ServiceError(
-                    "ERROR_SERVER_STOPPING", "The server is stopping; watch again."
+                    errors.Code.SERVER_STOPPING, "The server is stopping; watch again."
                 )
             if left is not None and self.authenticator.seconds_left(caller) == 0:
                 raise auth.expired()
@@ -114,7 +114,7 @@ class WatchServicer(producer_pb2_grpc.WatchServicer):
                     raise feed.error
                 if feed.doc is None:
                     raise errors.ServiceError(
-                        "ERROR_NOT_FOUND", "The job no longer exists.", job_id=feed.job_id
+                        errors.Code.NOT_FOUND, "The job no longer exists.", job_id=feed.job_id
                     )
                 if seen(feed.doc) != shown:
                     doc, shown, sent = feed.doc, seen(feed.doc), time.monotonic()

@@ -15,7 +15,7 @@ from typing import Any
 
 import regex
 
-from spaceone_job.errors import ServiceError, required, shown
+from spaceone_job.errors import Code, ServiceError, required, shown
 from spaceone_job.query import schema
 from spaceone_job.query.schema import Field, Kind, Schema
 
@@ -78,7 +78,7 @@ def _value(c: Condition) -> Any:
 def _needs_value(c: Condition) -> Any:
     if c.value is None:
         raise ServiceError(
-            "ERROR_INVALID_PARAMETER", f"The {c.operator} operator needs a value.", key=c.where
+            Code.INVALID_PARAMETER, f"The {c.operator} operator needs a value.", key=c.where
         )
     return _value(c)
 
@@ -86,14 +86,14 @@ def _needs_value(c: Condition) -> Any:
 def _text(c: Condition, value: Any, limits: Limits, *, pattern: bool = False) -> str:
     if not isinstance(value, str):
         raise ServiceError(
-            "ERROR_INVALID_PARAMETER_TYPE",
+            Code.INVALID_PARAMETER_TYPE,
             f"The {c.operator} operator takes text; {shown(value)} is not text.",
             key=c.where,
         )
     if pattern:
         if len(value) > limits.max_regex_length:
             raise ServiceError(
-                "ERROR_INVALID_PARAMETER",
+                Code.INVALID_PARAMETER,
                 f"A regex pattern is at most {limits.max_regex_length} characters.",
                 key=c.where,
             )
@@ -103,7 +103,7 @@ def _text(c: Condition, value: Any, limits: Limits, *, pattern: bool = False) ->
             regex.compile(value)
         except (regex.error, OverflowError, ValueError, RecursionError) as exc:
             raise ServiceError(
-                "ERROR_INVALID_PARAMETER", f"Invalid regex {shown(value)}: {exc}.", key=c.where
+                Code.INVALID_PARAMETER, f"Invalid regex {shown(value)}: {exc}.", key=c.where
             ) from exc
     return value
 
@@ -112,7 +112,7 @@ def capped(values: Sequence[Any], limits: Limits, where: str) -> list[Any]:
     """``values`` as a list, refused when longer than the ``max_in_list`` setting."""
     if len(values) > limits.max_in_list:
         raise ServiceError(
-            "ERROR_INVALID_PARAMETER",
+            Code.INVALID_PARAMETER,
             f"A list holds at most {limits.max_in_list} values; got {len(values)}.",
             key=where,
         )
@@ -204,7 +204,7 @@ def _datetime(mongo_op: str) -> Build:
             moment = schema.parse_datetime(text)
         except ValueError as exc:
             raise ServiceError(
-                "ERROR_INVALID_PARAMETER",
+                Code.INVALID_PARAMETER,
                 f"The {c.operator} operator needs an ISO 8601 date-time; got {shown(text)}.",
                 key=c.where,
             ) from exc
@@ -244,7 +244,7 @@ def _timediff(mongo_op: str) -> Build:
             moment = resolve_timediff(text, ctx.now)
         except (ValueError, OverflowError) as exc:
             raise ServiceError(
-                "ERROR_INVALID_PARAMETER",
+                Code.INVALID_PARAMETER,
                 f"The {c.operator} operator takes now, now/d, now/w or now/m with an optional"
                 f" offset such as -7d; got {shown(text)}.",
                 key=c.where,
@@ -323,10 +323,10 @@ OPERATORS: Mapping[str, Operator] = {
 }
 
 _SHAPE_ERRORS = {
-    "list": ("ERROR_OPERATOR_LIST_VALUE_TYPE", "must be a list"),
-    "dict": ("ERROR_OPERATOR_DICT_VALUE_TYPE", "must be an object"),
-    "bool": ("ERROR_OPERATOR_BOOLEAN_TYPE", "must be true or false"),
-    "scalar": ("ERROR_OPERATOR_VALUE_TYPE", "cannot be a list"),
+    "list": (Code.OPERATOR_LIST_VALUE_TYPE, "must be a list"),
+    "dict": (Code.OPERATOR_DICT_VALUE_TYPE, "must be an object"),
+    "bool": (Code.OPERATOR_BOOLEAN_TYPE, "must be true or false"),
+    "scalar": (Code.OPERATOR_VALUE_TYPE, "cannot be a list"),
 }
 
 
@@ -337,7 +337,7 @@ def _shape_error(shape: str, operator: str, where: str) -> ServiceError:
 
 def _unsupported(operator: str, where: str, names: Sequence[str]) -> ServiceError:
     return ServiceError(
-        "ERROR_OPERATOR_NOT_SUPPORTED",
+        Code.OPERATOR_NOT_SUPPORTED,
         f"Operator {shown(operator)} is not supported; use one of {', '.join(names)}.",
         key=where,
     )
@@ -361,7 +361,7 @@ def pick(raw: Mapping[str, Any], long: str, short: str) -> Any:
 def condition(raw: Mapping[str, Any], where: str, ctx: Context) -> Clause:
     """One client condition -> one MongoDB clause."""
     if not isinstance(raw, Mapping):
-        raise ServiceError("ERROR_INVALID_PARAMETER_TYPE", "A condition is an object.", key=where)
+        raise ServiceError(Code.INVALID_PARAMETER_TYPE, "A condition is an object.", key=where)
     key = pick(raw, "key", "k")
     if not key:
         raise required(f"{where}.key")
@@ -375,7 +375,7 @@ def condition(raw: Mapping[str, Any], where: str, ctx: Context) -> Clause:
     field = ctx.schema.lookup(key, f"{where}.key")
     if field.kind not in operator.kinds:
         raise ServiceError(
-            "ERROR_INVALID_PARAMETER",
+            Code.INVALID_PARAMETER,
             f"The {name} operator does not apply to {field.path}, which holds"
             f" {field.kind.value} values.",
             key=where,
@@ -414,7 +414,7 @@ def combine(
     keyword = query.get("keyword")
     if keyword is not None:
         if not isinstance(keyword, str):
-            raise ServiceError("ERROR_INVALID_PARAMETER_TYPE", "keyword is text.", key="keyword")
+            raise ServiceError(Code.INVALID_PARAMETER_TYPE, "keyword is text.", key="keyword")
         found = keyword_clause(keyword, ctx)
         if found is not None:
             clauses.append(found)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spaceone_job.errors import ServiceError, invalid, required, shown
+from spaceone_job.errors import Code, ServiceError, invalid, required, shown
 from spaceone_job.query import schema
 from spaceone_job.query.filters import Clause, Context, Limits, combine, conditions
 from spaceone_job.query.schema import Kind, Schema
@@ -115,14 +115,14 @@ def _expression(spec: Mapping[str, Any], where: str, fields: Schema) -> Clause:
     mongo_op = _EXPRESSION_OPERATORS.get(name.removeprefix("__").removeprefix("$"))
     if mongo_op is None:
         raise ServiceError(
-            "ERROR_OPERATOR_NOT_SUPPORTED",
+            Code.OPERATOR_NOT_SUPPORTED,
             f"Operator {shown(name)} is not supported in add_fields; use"
             f" {', '.join('__' + n for n in _EXPRESSION_OPERATORS)}.",
             key=where,
         )
     if not isinstance(operands, list):
         raise ServiceError(
-            "ERROR_OPERATOR_LIST_VALUE_TYPE", f"The operands of {name} are a list.", key=where
+            Code.OPERATOR_LIST_VALUE_TYPE, f"The operands of {name} are a list.", key=where
         )
     return {mongo_op: [_operand(v, f"{where}.{name}[{i}]", fields) for i, v in enumerate(operands)]}
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from spaceone_job.errors import ServiceError, shown
+from spaceone_job.errors import Code, ServiceError, shown
 from spaceone_job.store.model import RESOURCE_GROUPS, STATUSES, TASK_STATUSES
 
 
@@ -78,7 +78,7 @@ class Schema:
             if rest != path and all(_SEGMENT.match(segment) for segment in rest.split(".")):
                 return Field(path, Kind.ANY, in_array=self._fields[root].in_array)
         raise ServiceError(
-            "ERROR_INVALID_PARAMETER",
+            Code.INVALID_PARAMETER,
             f"Unknown field {shown(path)}: use {self._hint}.",
             key=where,
         )
@@ -162,7 +162,7 @@ JOB_TASK = Schema(
 def type_error(f: Field, value: Any, where: str) -> ServiceError:
     """The error for a value of the wrong type for ``f``."""
     return ServiceError(
-        "ERROR_INVALID_PARAMETER_TYPE",
+        Code.INVALID_PARAMETER_TYPE,
         f"{f.path} holds {f.kind.value} values; {shown(value)} is not one.",
         key=where,
     )
@@ -196,7 +196,7 @@ def literal(value: Any, where: str) -> Any:
         for key, item in value.items():
             if key.startswith("$"):
                 raise ServiceError(
-                    "ERROR_INVALID_PARAMETER",
+                    Code.INVALID_PARAMETER,
                     f"A value cannot hold the key {shown(key)}: keys starting with $ are"
                     " MongoDB operators, and values are literals.",
                     key=where,
@@ -207,7 +207,7 @@ def literal(value: Any, where: str) -> Any:
             literal(item, where)
     elif isinstance(value, float) and not math.isfinite(value):
         raise ServiceError(
-            "ERROR_INVALID_PARAMETER_TYPE", "NaN and infinity are not values.", key=where
+            Code.INVALID_PARAMETER_TYPE, "NaN and infinity are not values.", key=where
         )
     return value
 
@@ -221,7 +221,7 @@ def coerce(f: Field, value: Any, where: str) -> Any:
             raise type_error(f, value, where)
         if f.choices and value not in f.choices:
             raise ServiceError(
-                "ERROR_INVALID_PARAMETER",
+                Code.INVALID_PARAMETER,
                 f"{f.path} is one of {', '.join(f.choices)}; {shown(value)} is not.",
                 key=where,
             )
@@ -237,7 +237,7 @@ def coerce(f: Field, value: Any, where: str) -> Any:
         return parse_datetime(value)
     except ValueError as exc:
         raise ServiceError(
-            "ERROR_INVALID_PARAMETER_TYPE",
+            Code.INVALID_PARAMETER_TYPE,
             f"{f.path} needs an ISO 8601 date-time such as 2024-05-01T13:00:00Z;"
             f" got {shown(value)}.",
             key=where,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from spaceone_job.errors import ServiceError, invalid, required, shown
+from spaceone_job.errors import Code, ServiceError, invalid, required, shown
 from spaceone_job.query import schema
 from spaceone_job.query.filters import Clause, Context, Limits, combine, conditions, pick
 from spaceone_job.query.listing import NAME, RESERVED_NAME, page_window
@@ -139,7 +139,7 @@ def _condition(raw: Mapping[str, Any], names: Names, where: str) -> Clause:
     mongo_op = _CONDITION_OPERATORS.get(operator or "")
     if mongo_op is None:
         raise ServiceError(
-            "ERROR_OPERATOR_NOT_SUPPORTED",
+            Code.OPERATOR_NOT_SUPPORTED,
             f"Condition operator {shown(operator)} is not supported; use"
             f" {', '.join(_CONDITION_OPERATORS)}.",
             key=f"{where}.operator",
@@ -149,7 +149,7 @@ def _condition(raw: Mapping[str, Any], names: Names, where: str) -> Clause:
         raise required(f"{where}.value")
     if isinstance(value, list | dict):
         raise ServiceError(
-            "ERROR_OPERATOR_VALUE_TYPE",
+            Code.OPERATOR_VALUE_TYPE,
             "A condition compares with one value.",
             key=f"{where}.value",
         )
@@ -284,7 +284,7 @@ def _group(spec: Mapping[str, Any], names: Names, where: str) -> Clause:
         build = GROUP_OPERATORS.get(operator or "")
         if build is None:
             raise ServiceError(
-                "ERROR_OPERATOR_NOT_SUPPORTED",
+                Code.OPERATOR_NOT_SUPPORTED,
                 f"Group operator {shown(operator)} is not supported;"
                 f" use {', '.join(GROUP_OPERATORS)}.",
                 key=f"{field_where}.operator",
@@ -347,7 +347,7 @@ def _project(spec: Mapping[str, Any], names: Names, where: str) -> Clause:
                 else ""
             )
             raise ServiceError(
-                "ERROR_OPERATOR_NOT_SUPPORTED",
+                Code.OPERATOR_NOT_SUPPORTED,
                 f"Project operator {shown(operator)} is not supported{hint}; use"
                 f" {', '.join(PROJECT_OPERATORS)}.",
                 key=f"{field_where}.operator",

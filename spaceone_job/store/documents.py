@@ -23,6 +23,27 @@ class ChangesUnavailable(Exception):
     """The deployment has no change streams (a standalone server, the embedded store)."""
 
 
+class StoreError(Exception):
+    """A store call that did not complete; the service answers it (errors.as_service_error)."""
+
+
+class Unreachable(StoreError):
+    """The database cannot be reached now; a later call may succeed."""
+
+
+class OutOfTime(StoreError):
+    """The call's time ran out before the store answered."""
+
+
+class TooManyRows(Exception):
+    """A pipeline stage of the caller's query would produce more than ``limit`` rows."""
+
+    def __init__(self, stage: str, limit: int) -> None:
+        super().__init__(f"{stage} over {limit} rows")
+        self.stage = stage
+        self.limit = limit
+
+
 class StoreUnusable(RuntimeError):
     """The store cannot run as installed or configured (the message says why, in one line)."""
 

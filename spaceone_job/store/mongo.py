@@ -3,8 +3,8 @@
 With :mod:`.model` and :mod:`.connect`, the only module that imports MongoEngine or pymongo for
 MongoDB (the embedded store runs this one's driver calls over mongomock). Every call takes the
 time the caller still has (``timeout`` seconds) and runs under it; queries also carry the
-server-side ``maxTimeMS`` limit. Database failures become ``ERROR_DB_UNAVAILABLE`` or
-``ERROR_REQUEST_TIMEOUT``; nothing else leaks from the driver.
+server-side ``maxTimeMS`` limit. Database failures become the store's own :class:`Unreachable`
+or :class:`OutOfTime`; nothing else leaks from the driver.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
-from spaceone_job.errors import ServiceError, request_timeout
 from spaceone_job.store.documents import (
     ChangesUnavailable,
     Document,
     DuplicateJobId,
+    OutOfTime,
     QueryRefused,
+    StoreError,
+    Unreachable,
     read_projection,
     without_internal,
     without_object_ids,
@@ -42,10 +44,6 @@ LOG = logging.getLogger(__name__)
 # Refusals that are the server's configuration, not the query's: Unauthorized, AuthenticationFailed.
 _SERVER_SIDE_CODES = frozenset({13, 18})
 DUPLICATE_KEY = 11000
-
-
-def _db_unavailable() -> ServiceError:
-    return ServiceError("ERROR_DB_UNAVAILABLE", "The database is unreachable; try again later.")
 
 
 class MongoStore:
@@ -96,7 +94,7 @@ class MongoStore:
         waits at most the database timeout (and the call's time), every query carries the
         call's time as ``maxTimeMS``, and a read or write that loses its connection is retried
         once (as the same retryable write: the server applies it at most once), then
-        ``ERROR_DB_UNAVAILABLE``. The socket timeout backs up a server that accepts a query and
+        :class:`Unreachable`. The socket timeout backs up a server that accepts a query and
         never answers.
         """
         try:
@@ -105,11 +103,11 @@ class MongoStore:
                 self._reach(bound)
             yield
         except ServerSelectionTimeoutError as exc:
-            raise _db_unavailable() from exc
+            raise Unreachable() from exc
         except ExecutionTimeout as exc:
-            raise request_timeout() from exc
+            raise OutOfTime() from exc
         except ConnectionFailure as exc:
-            raise (request_timeout() if exc.timeout else _db_unavailable()) from exc
+            raise (OutOfTime() if exc.timeout else Unreachable()) from exc
         except DuplicateKeyError as exc:
             raise DuplicateJobId(str(exc.details or exc)) from exc
         except BulkWriteError as exc:  # insert_many reports a duplicate key among its errors
@@ -122,7 +120,7 @@ class MongoStore:
                 raise
             # No caller can fix the service's own database user: the operator must.
             LOG.error("the database refuses the service's user (check its roles): %s", exc)
-            raise _db_unavailable() from exc
+            raise Unreachable() from exc
 
     def ensure_indexes(self) -> list[str]:
         """Create the model's indexes that are missing; the names of those created.
@@ -151,7 +149,7 @@ class MongoStore:
             # Under pymongo's timeout: a server that accepts and never answers is down too.
             with self._call(timeout), pymongo.timeout(timeout):
                 self._collection.find_one({}, {"_id": 1})
-        except ServiceError:
+        except StoreError:
             return False
         return True
 
@@ -306,10 +304,11 @@ class MongoStore:
                     job_id = (change.get("fullDocument") or {}).get("job_id")
                     if isinstance(job_id, str):
                         yield job_id
-        except (OperationFailure, NotImplementedError) as exc:
+        # TypeError: a mongomock collection, which has no watch.
+        except (OperationFailure, NotImplementedError, TypeError) as exc:
             raise ChangesUnavailable(str(exc)) from exc
         except PyMongoError as exc:  # the database went away: the feed ends, watchers re-read
-            raise _db_unavailable() from exc
+            raise Unreachable() from exc
 
     def update_many(self, filter: Document, changes: Document, timeout: float | None = None) -> int:
         """Apply ``changes`` to every match; how many changed."""

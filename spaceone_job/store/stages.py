@@ -17,7 +17,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from spaceone_job.errors import ServiceError
+from spaceone_job.store.documents import TooManyRows
 from spaceone_job.store.mongomock_internals import (
     ARRAY_CODE,
     OBJECT_CODE,
@@ -329,10 +329,6 @@ def unwind(rows: list[Document], path: str) -> list[Document]:
         value = value_at(row, parts)
         items = value if isinstance(value, list) else [] if value is None else [value]
         if len(out) + len(items) > MAX_ROWS:
-            raise ServiceError(
-                "ERROR_INVALID_PARAMETER",
-                f"An unwind would produce more than {MAX_ROWS} rows; narrow the query.",
-                key="unwind",
-            )
+            raise TooManyRows("unwind", MAX_ROWS)
         out.extend(_replaced(row, parts, item) for item in items)
     return out
