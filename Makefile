@@ -83,7 +83,7 @@ $(LINT_STAMP): $(STAMP)
 	touch $(LINT_STAMP)
 
 $(UPSTREAM_SET): $(REFERENCE) protoset
-	$(PY) -m tests.upstream_descriptors $(CACHE)/spaceone-api/spaceone_api-2.0.435-*.whl \
+	$(PY) -m tests.support.upstream_descriptors $(CACHE)/spaceone-api/spaceone_api-2.0.435-*.whl \
 	  $(PROTOSET) $@
 
 lint: $(LINT_STAMP) $(BUF_GOOGLEAPIS) $(UPSTREAM_SET)

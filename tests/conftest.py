@@ -51,7 +51,7 @@ from spaceone_job.store.model import Job, JobTask, new_document
 from spaceone_job.store.mongo import MongoStore
 from spaceone_job.store.protocol import Store
 
-from .wire_server import Wire
+from .support.wire_server import Wire
 
 hypothesis_settings.register_profile("default", max_examples=100, deadline=None)
 hypothesis_settings.register_profile("fuzz", max_examples=10_000, deadline=None)

@@ -32,7 +32,7 @@ from spaceone_job.app import App
 from spaceone_job.identity import MAX_FETCHES, TtlCache, UnknownToIdentity
 
 from .conftest import D1, D2, Live, Serve
-from .producing import create, report
+from .support.producing import create, report
 
 pytestmark = pytest.mark.only_on("embedded", why="identity's keys and their caching, not storage")
 

@@ -16,8 +16,8 @@ from spaceone_job.store.model import JobTask, new_document
 from spaceone_job.store.protocol import Store
 
 from .conftest import D1, NOW, WS1, InProcess, Live, Token
-from .test_auth import CALLERS, GET, JOBS, LIST
-from .test_server import grpcurl
+from .support.scopes import CALLERS, GET, JOBS, LIST
+from .support.tools import grpcurl
 
 JOB_TASK_SERVICE = "spaceone.api.cost_analysis.v1.JobTask"
 

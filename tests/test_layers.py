@@ -112,3 +112,13 @@ def test_the_service_layers_depend_on_the_store_protocol_not_a_store() -> None:
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith(f"{STORE}.")))
 def test_the_store_raises_its_own_exceptions_not_the_apis(name: str) -> None:
     assert "spaceone_job.errors" not in own_imports(name), f"{name} imports the API's errors"
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.glob("*.py")), ids=lambda p: p.name)
+def test_no_test_module_imports_another(path: Path) -> None:
+    imported = {module for module, _ in imports(path)}
+    others = {m for m in imported if m.split(".")[-1].startswith("test_")}
+    assert not others, f"{path.name} imports {others}: share it through tests/support"

@@ -1,7 +1,7 @@
 """What MongoDB receives, pinned: the commands the MongoDB store sends for a representative set
 of get, list, stat, cancel, producer and sweeper requests, as they arrive on the wire.
 
-mockupdb receives each command and :class:`~tests.wire_server.Backing` answers it from the
+mockupdb receives each command and :class:`~tests.support.wire_server.Backing` answers it from the
 documents it holds, so each request runs its whole course (a producer's create, start, report
 and finish; a cancel that finds its job). The commands are compared with
 ``tests/mongodb_commands.json``; a change to any filter, pipeline, projection, sort or option
@@ -32,7 +32,7 @@ from spaceone_job.service import JOB_TASKS, JobService, ReadService
 from spaceone_job.store.model import JobTask
 
 from .conftest import D1, NOW, WS1
-from .wire_server import Backing, Wire
+from .support.wire_server import Backing, Wire
 
 PINNED = Path(__file__).with_name("mongodb_commands.json")
 # What changes from run to run, or belongs to the driver rather than to the query.

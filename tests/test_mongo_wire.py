@@ -25,7 +25,7 @@ from spaceone_job.store.connect import connect
 from spaceone_job.store.mongo import MongoStore
 
 from .conftest import D1, NOW
-from .wire_server import Wire, cursor, go, raised, refused
+from .support.wire_server import Wire, cursor, go, raised, refused
 
 CALL_S = 2.0
 JOB = {"job_id": "job-000000000001", "domain_id": D1, "status": "IN_PROGRESS"}

@@ -25,7 +25,7 @@ from spaceone_job.api.servicer import JobServicer, JobTaskServicer, OnLoop
 from spaceone_job.store.mongo import MongoStore
 
 from .conftest import D2, WS1, WS2, Answer, Live, Serve, Token
-from .test_operability import health_of
+from .support.tools import health_of
 
 
 def _threads_of_gets(live: Live, monkeypatch: pytest.MonkeyPatch) -> list[str]:

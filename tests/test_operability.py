@@ -31,6 +31,7 @@ from spaceone_job.store.mongo import MongoStore
 from spaceone_job.store.protocol import Store
 
 from .conftest import Live, Serve, Token, together
+from .support.tools import health_of
 
 pytestmark = pytest.mark.only_on(
     "embedded",
@@ -39,11 +40,6 @@ pytestmark = pytest.mark.only_on(
 
 
 CLOSED_PORT_URI = "mongodb://127.0.0.1:9/?directConnection=true"
-
-
-def health_of(live: Live, service: str = JOB_SERVICE) -> int:
-    stub = health_pb2_grpc.HealthStub(live.channel)
-    return int(stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status)
 
 
 def test_unreachable_database_answers_unavailable_fast_and_health_follows(

@@ -12,7 +12,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2, job_task_pb2_gr
 from spaceone_job import auth
 
 from .conftest import D1, D2, WS1, WS2, Live, Token, together
-from .producing import call, create, job_of, report, task_request
+from .support.producing import call, create, job_of, report, task_request
 
 
 def test_a_whole_run(live: Live, token: Token) -> None:

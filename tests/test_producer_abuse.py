@@ -15,7 +15,7 @@ from spaceone_job.v1 import producer_pb2
 from spaceone_job import auth
 
 from .conftest import WS1, WS2, Live, Token, together
-from .producing import call, create, job_of, report
+from .support.producing import call, create, job_of, report
 
 INT32_MAX = 2**31 - 1
 

@@ -20,13 +20,11 @@ from spaceone_job.config import Settings
 from spaceone_job.store.protocol import Store
 
 from .conftest import NOW, Clock, Serve
+from .support.tools import GRPCURL
 
 pytestmark = pytest.mark.only_on(
     "embedded", why="the README's commands against the embedded store that make run serves"
 )
-
-
-GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 
 
 def section(repo: Path, title: str) -> str:

@@ -21,18 +21,14 @@ from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 from spaceone_job.app import JOB_SERVICE, JOB_TASK_SERVICE
 
 from .conftest import Live, Serve, Token
+from .support.tools import grpcurl
 
 pytestmark = pytest.mark.only_on(
     "embedded", why="transport, TLS and the server's start, not storage"
 )
 
 
-GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 CLI = str(Path(sys.executable).parent / "spaceone-job")
-
-
-def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GRPCURL, *args], capture_output=True, text=True, timeout=30)
 
 
 @pytest.mark.parametrize("service", ["", JOB_SERVICE, JOB_TASK_SERVICE])

@@ -18,7 +18,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2
 from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 from .conftest import InProcess, Live, Serve, ServeProcess, Token, assert_refused
-from .producing import create
+from .support.producing import create
 
 pytestmark = pytest.mark.only_on(
     "embedded",

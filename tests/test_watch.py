@@ -28,7 +28,7 @@ from spaceone_job.store.mongo import MongoStore
 from spaceone_job.store.protocol import Store
 
 from .conftest import Clock, Live, Serve, Token
-from .producing import create, report
+from .support.producing import create, report
 
 
 class Watcher(threading.Thread):

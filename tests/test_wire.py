@@ -17,7 +17,7 @@ from spaceone.api.core.v2 import handler_pb2, query_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 from spaceone.api.identity.v2 import app_pb2, domain_pb2
 
-from .upstream_descriptors import PATHS, serialized_descriptor, upstream_file_set
+from .support.upstream_descriptors import PATHS, serialized_descriptor, upstream_file_set
 
 REFERENCE_CACHE = ".cache/spaceone-api"
 MODULES = dict(zip(PATHS, (job_pb2, query_pb2, job_task_pb2), strict=True))

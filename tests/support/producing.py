@@ -9,7 +9,7 @@ from google.protobuf import json_format
 from spaceone.api.cost_analysis.v1 import job_pb2
 from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
-from .conftest import Answer, Live
+from ..conftest import Answer, Live
 
 
 def call(live: Live, method: str, request: Any, token: str, **metadata: str) -> Answer:

@@ -1,5 +1,6 @@
 """spaceone-api's descriptors, read from its wheel without installing it, as a descriptor set
-for ``buf breaking``: ``python -m tests.upstream_descriptors WHEEL OURS OUT`` (make lint), and
+for ``buf breaking`` (make lint:
+``python -m tests.support.upstream_descriptors WHEEL OURS OUT``), and
 for the wire tests.
 """
 
