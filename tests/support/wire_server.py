@@ -9,6 +9,7 @@ holding those documents would.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -66,7 +67,8 @@ class Wire:
 
     def close(self) -> None:
         self.store.close()
-        self.server.stop()
+        # mockupdb's stop waits up to a second for its accept loop; nothing waits for it here.
+        threading.Thread(target=self.server.stop, name="mockupdb-stop", daemon=True).start()
 
 
 def cursor(*rows: dict[str, Any], cursor_id: int = 0) -> dict[str, Any]:
