@@ -8,8 +8,6 @@ import pytest
 from spaceone_job.errors import STATUS_BY_CODE, Code, ServiceError, as_service_error
 from spaceone_job.store.documents import OutOfTime, TooManyRows, Unreachable
 
-pytestmark = pytest.mark.only_on("embedded", why="the error table, no storage")
-
 
 def test_every_error_code_has_its_status_and_its_wire_text() -> None:
     assert set(STATUS_BY_CODE) == set(Code)

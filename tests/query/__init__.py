@@ -1,0 +1,1 @@
+"""Unit tests of the pure compilers (request -> MongoDB filter, plan, pipeline)."""
