@@ -57,7 +57,7 @@ protoset: $(STAMP)
 run: $(STAMP)
 	mkdir -p $(CACHE)
 	$(PY) -m spaceone_job.demo --out $(DEMO)
-	$(VENV)/bin/spaceone-job serve --seed $(DEMO) --state-dir $(STATE)
+	$(VENV)/bin/spaceone-job serve --seed $(DEMO) --state-dir $(STATE) --http-port 8080
 
 test: $(STAMP) $(REFERENCE) $(BUF_GOOGLEAPIS)
 	$(PY) -m pytest

@@ -16,11 +16,13 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
+from aiohttp import web
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.internal import api_implementation
 from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 
 from spaceone_job import auth, memory, observe, seed, server
+from spaceone_job.api import http
 from spaceone_job.api.servicer import (
     Gate,
     JobServicer,
@@ -37,7 +39,7 @@ from spaceone_job.identity import MAX_WAITING, Identity, channel_to
 from spaceone_job.lifecycle import Lifecycle, Sweeper
 from spaceone_job.producer import Bounds, Producers
 from spaceone_job.query.filters import Limits
-from spaceone_job.server import Served
+from spaceone_job.server import Served, StartError
 from spaceone_job.service import JOB_TASKS, Clock, JobService, ReadService, utcnow
 from spaceone_job.store.connect import connect
 from spaceone_job.store.documents import ChangesUnavailable, StoreError
@@ -246,6 +248,7 @@ class App:
         self.served: Served | None = None
         self.monitor: HealthMonitor | None = None
         self.metrics: WSGIServer | None = None
+        self.http: web.AppRunner | None = None
         self.reloader: JwksReloader | None = None
 
     def _watched(self, job_id: str) -> dict[str, Any] | None:
@@ -320,6 +323,12 @@ class App:
             )
         if self.served.health_port is not None:
             LOG.info("health alone on %s:%d", self.settings.host, self.served.health_port)
+        if self.settings.http_port >= 0:
+            try:
+                self.http = self._serve_http(self.served)
+            except StartError:
+                self.stop(0)  # nothing half-started is left behind
+                raise
         if self.settings.metrics_port >= 0:
             host = self.settings.metrics_host or self.settings.host
             self.metrics = observe.serve_metrics(host, self.settings.metrics_port)
@@ -337,6 +346,40 @@ class App:
             self._auth_source(),
         )
         return self.served.port
+
+    def _serve_http(self, served: Served) -> web.AppRunner:
+        """JSON over HTTP (api/http.py) on the server's loop, through the same call body."""
+        jobs, tasks, producers = self.servicers
+        routes = http.routes(
+            [
+                (SERVICES[JOB_SERVICE], jobs),
+                (SERVICES[JOB_TASK_SERVICE], tasks),
+                (SERVICES[PRODUCER_SERVICE], producers),
+            ]
+        )
+        app = http.application(routes, served.pool, self.settings.max_receive_message_bytes)
+        tls = server.ssl_context(self.settings)
+        try:
+            runner = served.run(http.serve(app, self.settings.host, self.settings.http_port, tls))
+        except OSError as exc:
+            raise StartError(
+                f"{flag('http_port')}: {self.settings.host}:{self.settings.http_port}"
+                f" is in use or cannot be bound ({exc.strerror})"
+            ) from exc
+        scheme = "https" if tls else "http"
+        LOG.info(
+            "JSON over HTTP on %s://%s:%d (%d routes)",
+            scheme,
+            self.settings.host,
+            http.bound_port(runner),
+            sum(len(r.paths) for r in routes),
+        )
+        return runner
+
+    @property
+    def http_port(self) -> int | None:
+        """The HTTP port's bound port, when it is on."""
+        return None if self.http is None else http.bound_port(self.http)
 
     def _auth_source(self) -> str:
         if self.settings.identity_endpoint:
@@ -382,6 +425,8 @@ class App:
             drained = self.gate.drain(grace)
             if not drained:
                 LOG.warning("calls still running after %.1f s are cancelled", grace)
+            if self.http is not None:
+                self.served.run(self.http.cleanup())
             self.served.stop(0)
         if self.metrics is not None:
             self.metrics.shutdown()

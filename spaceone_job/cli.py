@@ -169,6 +169,17 @@ def _sample(app: App) -> dict[str, str]:
     return {key: str(found[key]) for key in ("domain_id", "job_id")} if found else {}
 
 
+def _curl_lines(port: int, page: str, job_id: str | None) -> list[str]:
+    """The same calls as JSON over HTTP, on the documented paths."""
+    call = 'curl -s -X POST -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json"'
+    base = f"http://localhost:{port}/cost-analysis/v1"
+    lines = ["", "Over HTTP:", f"  {call} -d {page} {base}/job/list"]
+    if job_id is not None:
+        body = shlex.quote(json.dumps({"job_id": job_id}))
+        lines.append(f"  {call} -d {body} {base}/job/get")
+    return lines
+
+
 def _banner(app: App, port: int) -> str:
     """How to call a development server: a token and grpcurl lines that work as printed."""
     private_key = app.keys.dev_private_key
@@ -200,6 +211,8 @@ def _banner(app: App, port: int) -> str:
             f"  {call} -d {body} {address} {JOB_TASK_SERVICE}/list",
             f"  {call} -d {body} {address} {JOB_SERVICE}/cancel",
         ]
+    if app.http_port is not None and not app.settings.tls_cert:
+        lines += _curl_lines(app.http_port, page, sample.get("job_id"))
     if app.settings.tls_client_ca:
         lines += ["  (client.pem / client.key: a client certificate signed by that CA)"]
     state = (

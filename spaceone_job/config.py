@@ -113,6 +113,9 @@ class Settings:
     health_port: int = _setting(
         -1, "a plaintext port serving health alone, for probes (-1 = off, 0 = any free port)"
     )
+    http_port: int = _setting(
+        -1, "JSON over HTTP on the documented POST paths (-1 = off, 0 = any free port)"
+    )
     grace_s: float = _setting(10.0, "how long in-flight calls may finish after SIGTERM")
     watch_keepalive_s: float = _setting(15.0, "a watch stream sends a keep-alive this often")
     max_watchers: int = _setting(1000, "watch streams open at once; more get RESOURCE_EXHAUSTED")
@@ -186,7 +189,7 @@ def _choices(s: Settings) -> str | None:
 def _ranges(s: Settings) -> str | None:
     if not 0 <= s.port <= 65535:
         return f"{flag('port')} is 0 to 65535; got {s.port}"
-    for name in ("metrics_port", "health_port"):
+    for name in ("metrics_port", "health_port", "http_port"):
         if not -1 <= getattr(s, name) <= 65535:
             return f"{flag(name)} is -1 (off) or 0 to 65535; got {getattr(s, name)}"
     if s.timeout_s < 0:

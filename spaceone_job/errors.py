@@ -31,6 +31,8 @@ class Code(enum.StrEnum):
     """Every ``ERROR_*`` code the service answers with; the value is the wire text."""
 
     REQUIRED_PARAMETER = "ERROR_REQUIRED_PARAMETER"
+    # An HTTP request that is no request at all: not JSON, not an object, not the message.
+    INVALID_ARGUMENT = "ERROR_INVALID_ARGUMENT"
     INVALID_PARAMETER = "ERROR_INVALID_PARAMETER"
     INVALID_PARAMETER_TYPE = "ERROR_INVALID_PARAMETER_TYPE"
     OPERATOR_NOT_SUPPORTED = "ERROR_OPERATOR_NOT_SUPPORTED"
@@ -61,6 +63,7 @@ class Code(enum.StrEnum):
 _C = grpc.StatusCode
 STATUS_BY_CODE: Mapping[Code, grpc.StatusCode] = {
     Code.REQUIRED_PARAMETER: _C.INVALID_ARGUMENT,
+    Code.INVALID_ARGUMENT: _C.INVALID_ARGUMENT,
     Code.INVALID_PARAMETER: _C.INVALID_ARGUMENT,
     Code.INVALID_PARAMETER_TYPE: _C.INVALID_ARGUMENT,
     Code.OPERATOR_NOT_SUPPORTED: _C.INVALID_ARGUMENT,

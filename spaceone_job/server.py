@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent import futures
@@ -117,6 +118,19 @@ def _read(name: str, path: str) -> bytes:
 
 def _public(key: Any) -> bytes:
     return bytes(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo))
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The HTTP port's TLS, from the same files as the gRPC port's (None for plaintext; the
+    files are checked by :func:`credentials` first)."""
+    if not settings.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    if settings.tls_client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(settings.tls_client_ca)
+    return context
 
 
 def credentials(settings: Settings) -> grpc.ServerCredentials | None:

@@ -20,22 +20,12 @@ from spaceone_job.config import Settings
 from spaceone_job.store.protocol import Store
 
 from .conftest import NOW, Clock, Serve
+from .support.readme import code_blocks, section
 from .support.tools import GRPCURL
 
 pytestmark = pytest.mark.only_on(
     "embedded", why="the README's commands against the embedded store that make run serves"
 )
-
-
-def section(repo: Path, title: str) -> str:
-    text = (repo / "README.md").read_text()
-    start = text.index(f"## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end > 0 else None]
-
-
-def code_blocks(text: str) -> list[str]:
-    return re.findall(r"```(?:\w+)?\n(.*?)```", text, flags=re.S)
 
 
 def test_the_settings_table_lists_every_setting_as_it_is(repo: Path) -> None:

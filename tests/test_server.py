@@ -79,6 +79,8 @@ def served(tmp_path: Path, repo: Path) -> Iterator[tuple[subprocess.Popen[str], 
             str(seed_file),
             "--grace-s",
             "3",
+            "--http-port",
+            "0",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -106,8 +108,8 @@ def test_banner_commands_work_as_printed(
     _, banner = served
     assignment = token_line(banner)
     assert sum(assignment.split("=", 1)[1] in line for line in banner) == 1, "printed once"
-    commands = [line.strip() for line in banner if "grpcurl" in line]
-    assert len(commands) == 6
+    commands = [line.strip() for line in banner if "grpcurl" in line or "curl -s" in line]
+    assert len(commands) == 8
     outputs = []
     for command in commands:
         # As a person pastes them: the TOKEN line first, then the command, in a shell.
@@ -128,6 +130,9 @@ def test_banner_commands_work_as_printed(
     assert tasks["total_count"] == job["total_tasks"] >= 1
     assert {t["job_id"] for t in tasks["results"]} == {job["job_id"]}
     assert json.loads(outputs[5])["status"] == "CANCELED"
+    # Over HTTP, the same calls: a page of three, and the job (canceled by now).
+    assert len(json.loads(outputs[6])["results"]) == 3
+    assert json.loads(outputs[7])["job_id"] == job["job_id"]
 
 
 def token_line(banner: list[str]) -> str:

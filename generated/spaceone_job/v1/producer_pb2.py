@@ -22,38 +22,49 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from spaceone.api.cost_analysis.v1 import job_pb2 as spaceone_dot_api_dot_cost__analysis_dot_v1_dot_job__pb2
 from spaceone.api.cost_analysis.v1 import job_task_pb2 as spaceone_dot_api_dot_cost__analysis_dot_v1_dot_job__task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1espaceone_job/v1/producer.proto\x12\x0fspaceone_job.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\'spaceone/api/cost_analysis/v1/job.proto\x1a,spaceone/api/cost_analysis/v1/job_task.proto\"q\n\x08TaskSpec\x12(\n\x07options\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12;\n\x07\x63hanged\x18\x02 \x01(\x0b\x32*.spaceone.api.cost_analysis.v1.ChangedInfo\"\xcc\x02\n\x10\x43reateJobRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x64\x61ta_source_id\x18\x02 \x01(\t\x12\x14\n\x0cworkspace_id\x18\x03 \x01(\t\x12L\n\x0eresource_group\x18\x04 \x01(\x0e\x32\x34.spaceone.api.cost_analysis.v1.JobInfo.ResourceGroup\x12(\n\x07options\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05tasks\x18\x06 \x03(\x0b\x32\x19.spaceone_job.v1.TaskSpec\x12;\n\x07\x63hanged\x18\x07 \x03(\x0b\x32*.spaceone.api.cost_analysis.v1.ChangedInfo\x12\x17\n\x0fsynced_accounts\x18\x08 \x03(\t\"|\n\nCreatedJob\x12\x33\n\x03job\x18\x01 \x01(\x0b\x32&.spaceone.api.cost_analysis.v1.JobInfo\x12\x39\n\x05tasks\x18\x02 \x03(\x0b\x32*.spaceone.api.cost_analysis.v1.JobTaskInfo\"6\n\x0bTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\"Q\n\x0fProgressRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\x12\x15\n\rcreated_count\x18\x03 \x01(\x05\"g\n\x11\x46inishTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x17\n\tKeepAlive\x12\n\n\x02\x61t\x18\x01 \x01(\t\"~\n\nWatchEvent\x12\x35\n\x03job\x18\x01 \x01(\x0b\x32&.spaceone.api.cost_analysis.v1.JobInfoH\x00\x12\x30\n\nkeep_alive\x18\x02 \x01(\x0b\x32\x1a.spaceone_job.v1.KeepAliveH\x00\x42\x07\n\x05\x65vent2\xf0\x02\n\x08Producer\x12L\n\ncreate_job\x12!.spaceone_job.v1.CreateJobRequest\x1a\x1b.spaceone_job.v1.CreatedJob\x12V\n\nstart_task\x12\x1c.spaceone_job.v1.TaskRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo\x12_\n\x0freport_progress\x12 .spaceone_job.v1.ProgressRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo\x12]\n\x0b\x66inish_task\x12\".spaceone_job.v1.FinishTaskRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo2N\n\x05Watch\x12\x45\n\x05watch\x12\x1d.spaceone_job.v1.WatchRequest\x1a\x1b.spaceone_job.v1.WatchEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1espaceone_job/v1/producer.proto\x12\x0fspaceone_job.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\'spaceone/api/cost_analysis/v1/job.proto\x1a,spaceone/api/cost_analysis/v1/job_task.proto\"q\n\x08TaskSpec\x12(\n\x07options\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12;\n\x07\x63hanged\x18\x02 \x01(\x0b\x32*.spaceone.api.cost_analysis.v1.ChangedInfo\"\xcc\x02\n\x10\x43reateJobRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x64\x61ta_source_id\x18\x02 \x01(\t\x12\x14\n\x0cworkspace_id\x18\x03 \x01(\t\x12L\n\x0eresource_group\x18\x04 \x01(\x0e\x32\x34.spaceone.api.cost_analysis.v1.JobInfo.ResourceGroup\x12(\n\x07options\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05tasks\x18\x06 \x03(\x0b\x32\x19.spaceone_job.v1.TaskSpec\x12;\n\x07\x63hanged\x18\x07 \x03(\x0b\x32*.spaceone.api.cost_analysis.v1.ChangedInfo\x12\x17\n\x0fsynced_accounts\x18\x08 \x03(\t\"|\n\nCreatedJob\x12\x33\n\x03job\x18\x01 \x01(\x0b\x32&.spaceone.api.cost_analysis.v1.JobInfo\x12\x39\n\x05tasks\x18\x02 \x03(\x0b\x32*.spaceone.api.cost_analysis.v1.JobTaskInfo\"6\n\x0bTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\"Q\n\x0fProgressRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\x12\x15\n\rcreated_count\x18\x03 \x01(\x05\"g\n\x11\x46inishTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x17\n\tKeepAlive\x12\n\n\x02\x61t\x18\x01 \x01(\t\"~\n\nWatchEvent\x12\x35\n\x03job\x18\x01 \x01(\x0b\x32&.spaceone.api.cost_analysis.v1.JobInfoH\x00\x12\x30\n\nkeep_alive\x18\x02 \x01(\x0b\x32\x1a.spaceone_job.v1.KeepAliveH\x00\x42\x07\n\x05\x65vent2\xbd\x04\n\x08Producer\x12}\n\ncreate_job\x12!.spaceone_job.v1.CreateJobRequest\x1a\x1b.spaceone_job.v1.CreatedJob\"/\x82\xd3\xe4\x93\x02)\"$/spaceone-job/v1/producer/create_job:\x01*\x12\x87\x01\n\nstart_task\x12\x1c.spaceone_job.v1.TaskRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo\"/\x82\xd3\xe4\x93\x02)\"$/spaceone-job/v1/producer/start_task:\x01*\x12\x95\x01\n\x0freport_progress\x12 .spaceone_job.v1.ProgressRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo\"4\x82\xd3\xe4\x93\x02.\")/spaceone-job/v1/producer/report_progress:\x01*\x12\x8f\x01\n\x0b\x66inish_task\x12\".spaceone_job.v1.FinishTaskRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo\"0\x82\xd3\xe4\x93\x02*\"%/spaceone-job/v1/producer/finish_task:\x01*2w\n\x05Watch\x12n\n\x05watch\x12\x1d.spaceone_job.v1.WatchRequest\x1a\x1b.spaceone_job.v1.WatchEvent\"\'\x82\xd3\xe4\x93\x02!\"\x1c/spaceone-job/v1/watch/watch:\x01*0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spaceone_job.v1.producer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSPEC']._serialized_start=168
-  _globals['_TASKSPEC']._serialized_end=281
-  _globals['_CREATEJOBREQUEST']._serialized_start=284
-  _globals['_CREATEJOBREQUEST']._serialized_end=616
-  _globals['_CREATEDJOB']._serialized_start=618
-  _globals['_CREATEDJOB']._serialized_end=742
-  _globals['_TASKREQUEST']._serialized_start=744
-  _globals['_TASKREQUEST']._serialized_end=798
-  _globals['_PROGRESSREQUEST']._serialized_start=800
-  _globals['_PROGRESSREQUEST']._serialized_end=881
-  _globals['_FINISHTASKREQUEST']._serialized_start=883
-  _globals['_FINISHTASKREQUEST']._serialized_end=986
-  _globals['_WATCHREQUEST']._serialized_start=988
-  _globals['_WATCHREQUEST']._serialized_end=1018
-  _globals['_KEEPALIVE']._serialized_start=1020
-  _globals['_KEEPALIVE']._serialized_end=1043
-  _globals['_WATCHEVENT']._serialized_start=1045
-  _globals['_WATCHEVENT']._serialized_end=1171
-  _globals['_PRODUCER']._serialized_start=1174
-  _globals['_PRODUCER']._serialized_end=1542
-  _globals['_WATCH']._serialized_start=1544
-  _globals['_WATCH']._serialized_end=1622
+  _globals['_PRODUCER'].methods_by_name['create_job']._loaded_options = None
+  _globals['_PRODUCER'].methods_by_name['create_job']._serialized_options = b'\202\323\344\223\002)\"$/spaceone-job/v1/producer/create_job:\001*'
+  _globals['_PRODUCER'].methods_by_name['start_task']._loaded_options = None
+  _globals['_PRODUCER'].methods_by_name['start_task']._serialized_options = b'\202\323\344\223\002)\"$/spaceone-job/v1/producer/start_task:\001*'
+  _globals['_PRODUCER'].methods_by_name['report_progress']._loaded_options = None
+  _globals['_PRODUCER'].methods_by_name['report_progress']._serialized_options = b'\202\323\344\223\002.\")/spaceone-job/v1/producer/report_progress:\001*'
+  _globals['_PRODUCER'].methods_by_name['finish_task']._loaded_options = None
+  _globals['_PRODUCER'].methods_by_name['finish_task']._serialized_options = b'\202\323\344\223\002*\"%/spaceone-job/v1/producer/finish_task:\001*'
+  _globals['_WATCH'].methods_by_name['watch']._loaded_options = None
+  _globals['_WATCH'].methods_by_name['watch']._serialized_options = b'\202\323\344\223\002!\"\034/spaceone-job/v1/watch/watch:\001*'
+  _globals['_TASKSPEC']._serialized_start=198
+  _globals['_TASKSPEC']._serialized_end=311
+  _globals['_CREATEJOBREQUEST']._serialized_start=314
+  _globals['_CREATEJOBREQUEST']._serialized_end=646
+  _globals['_CREATEDJOB']._serialized_start=648
+  _globals['_CREATEDJOB']._serialized_end=772
+  _globals['_TASKREQUEST']._serialized_start=774
+  _globals['_TASKREQUEST']._serialized_end=828
+  _globals['_PROGRESSREQUEST']._serialized_start=830
+  _globals['_PROGRESSREQUEST']._serialized_end=911
+  _globals['_FINISHTASKREQUEST']._serialized_start=913
+  _globals['_FINISHTASKREQUEST']._serialized_end=1016
+  _globals['_WATCHREQUEST']._serialized_start=1018
+  _globals['_WATCHREQUEST']._serialized_end=1048
+  _globals['_KEEPALIVE']._serialized_start=1050
+  _globals['_KEEPALIVE']._serialized_end=1073
+  _globals['_WATCHEVENT']._serialized_start=1075
+  _globals['_WATCHEVENT']._serialized_end=1201
+  _globals['_PRODUCER']._serialized_start=1204
+  _globals['_PRODUCER']._serialized_end=1777
+  _globals['_WATCH']._serialized_start=1779
+  _globals['_WATCH']._serialized_end=1898
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2 as _job_pb2
 from spaceone.api.cost_analysis.v1 import job_task_pb2 as _job_task_pb2

@@ -1,0 +1,221 @@
+"""JSON over HTTP on the documented POST paths: a thin adapter onto the gRPC call body.
+
+Routes come from the compiled descriptors: every unary method with a ``google.api.http`` rule is
+served at the rule's path (``/cost-analysis/v1/job/get``) and at the path Cloudforet's console
+proxy uses, without the version (``/cost-analysis/job/get``). A request's JSON body is parsed
+strictly into the method's request message; the call then runs exactly as over gRPC
+(:meth:`~spaceone_job.api.servicer.Rpc.answer`: gate, token, permission, limits, log line,
+metrics, request id), and its answer is written as the console reads it: proto field names,
+enum names, defaults left out, errors as ``{"detail": {"code", "message"}}`` with spaceone-core's
+HTTP statuses (``RESOURCE_EXHAUSTED``: 429 and ``Retry-After``).
+
+aiohttp serves it on the gRPC server's event loop: no thread per connection, keep-alive and
+body limits built in, and a graceful ``cleanup`` at stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from aiohttp import web
+from google.api import annotations_pb2
+from google.protobuf import json_format, message, message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+
+from spaceone_job.api.servicer import Metadata, Rpc, Servicer
+from spaceone_job.errors import Code, ServiceError
+
+# gRPC status -> HTTP status, as spaceone-core's console proxy answers; RESOURCE_EXHAUSTED is a
+# Decision of ours (its table has none): 429 with Retry-After.
+_C = grpc.StatusCode
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    _C.OK: 200,
+    _C.INVALID_ARGUMENT: 400,
+    _C.FAILED_PRECONDITION: 400,
+    _C.OUT_OF_RANGE: 400,
+    _C.UNAUTHENTICATED: 401,
+    _C.PERMISSION_DENIED: 403,
+    _C.NOT_FOUND: 404,
+    _C.ALREADY_EXISTS: 409,
+    _C.ABORTED: 409,
+    _C.RESOURCE_EXHAUSTED: 429,
+    _C.CANCELLED: 499,
+    _C.UNKNOWN: 500,
+    _C.INTERNAL: 500,
+    _C.DATA_LOSS: 500,
+    _C.UNIMPLEMENTED: 501,
+    _C.UNAVAILABLE: 503,
+    _C.DEADLINE_EXCEEDED: 504,
+}
+RETRY_AFTER_S = "1"
+# The client's deadline, in seconds (the query limit still caps it).
+TIMEOUT_HEADER = "X-Request-Timeout"
+# Request headers carried as the call's metadata, under gRPC's names.
+METADATA_HEADERS = ("token", "authorization", "x_domain_id", "x_workspace_id", "x-request-id")
+_VERSION = re.compile(r"/v\d+/")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One served method: where it answers, what it parses, who runs it."""
+
+    paths: tuple[str, ...]
+    servicer: Servicer
+    rpc: Rpc[Any, Any]
+    request: type[message.Message]
+
+
+def console_path(path: str) -> str:
+    """The console proxy's path of a rule's path: the version segment left out."""
+    return _VERSION.sub("/", path, count=1)
+
+
+def routes(served: Iterable[tuple[ServiceDescriptor, Servicer]]) -> list[Route]:
+    """A route for every unary method of ``served`` that has a ``google.api.http`` rule."""
+    found = []
+    for service, servicer in served:
+        for method in service.methods:
+            rule = method.GetOptions().Extensions[annotations_pb2.http]
+            if method.server_streaming or not rule.post:
+                continue
+            rpc_ = vars(type(servicer))[method.name]
+            paths = tuple(dict.fromkeys((rule.post, console_path(rule.post))))
+            kind = message_factory.GetMessageClass(method.input_type)
+            found.append(Route(paths, servicer, rpc_, kind))
+    return found
+
+
+def refusal(
+    error: ServiceError, trailers: Metadata = (), status: int | None = None
+) -> web.Response:
+    """The answer to a refused call: ``{"detail": {...}}`` with the HTTP status of its gRPC
+    status (or ``status``: HTTP's own refusals), and ``Retry-After`` on a 429."""
+    status = HTTP_STATUS[error.status_code] if status is None else status
+    # The gRPC answer's code and message exactly; its parameters beside them.
+    detail = {**error.params, "code": error.code.value, "message": error.message}
+    headers = dict(trailers)
+    if status == 429:
+        headers["Retry-After"] = RETRY_AFTER_S
+    return web.json_response({"detail": detail}, status=status, headers=headers)
+
+
+def _refused(reason: str, **params: Any) -> ServiceError:
+    return ServiceError(Code.INVALID_ARGUMENT, reason, **params)
+
+
+def _metadata(request: web.Request) -> Metadata:
+    pairs = tuple(
+        (name, value) for name in METADATA_HEADERS if (value := request.headers.get(name))
+    )
+    names = {name for name, _ in pairs}
+    if {"token", "authorization"} <= names:
+        raise ServiceError(
+            Code.AUTHENTICATE_FAILURE,
+            "Send the token once: Authorization: Bearer <token>, or token: <token>.",
+        )
+    return pairs
+
+
+def _countdown(request: web.Request) -> Callable[[], float | None]:
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return lambda: None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 10**6:
+        raise _refused(f"{TIMEOUT_HEADER} is a number of seconds.", header=TIMEOUT_HEADER)
+    deadline = asyncio.get_running_loop().time() + seconds
+    loop = asyncio.get_running_loop()
+    return lambda: max(deadline - loop.time(), 0.0)
+
+
+async def _parsed(request: web.Request, kind: type[message.Message]) -> message.Message:
+    if request.content_type != "application/json":
+        raise _refused("The body is JSON: Content-Type: application/json.")
+    try:
+        data = json.loads(await request.read() or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _refused(f"The body is not JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise _refused("The body is a JSON object.")
+    try:
+        return json_format.ParseDict(data, kind())
+    except json_format.ParseError as exc:
+        raise _refused(f"The body does not fit {kind.DESCRIPTOR.name}: {exc}.") from None
+
+
+def _handler(route: Route, pool: Executor) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            parsed = await _parsed(request, route.request)
+            metadata, left = _metadata(request), _countdown(request)
+        except ServiceError as error:
+            return refusal(error)
+        loop = asyncio.get_running_loop()
+        outcome = await loop.run_in_executor(
+            pool, route.rpc.answer, route.servicer, parsed, metadata, left
+        )
+        if outcome.error is not None:
+            return refusal(outcome.error, outcome.trailing_metadata)
+        assert outcome.response is not None
+        body = json_format.MessageToDict(outcome.response, preserving_proto_field_name=True)
+        return web.json_response(body, headers=dict(outcome.trailing_metadata))
+
+    return handle
+
+
+@web.middleware
+async def _as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own refusals (no such path, not POST, a body too large) in the API's shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status == 404:
+            error = ServiceError(Code.NOT_FOUND, "No such path.", path=request.path)
+        else:
+            error = _refused(exc.reason)
+        response = refusal(error, status=exc.status)
+        allow = exc.headers.get("Allow")
+        if allow:
+            response.headers["Allow"] = allow
+        return response
+
+
+def application(routes_: Iterable[Route], pool: Executor, max_body_bytes: int) -> web.Application:
+    """The aiohttp application serving ``routes_``, bodies up to ``max_body_bytes``."""
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[_as_json])
+    for route in routes_:
+        for path in route.paths:
+            app.router.add_post(path, _handler(route, pool))
+    return app
+
+
+async def serve(
+    app: web.Application, host: str, port: int, tls: ssl.SSLContext | None
+) -> web.AppRunner:
+    """Serve ``app`` on ``host:port`` on the running loop; the runner (``cleanup`` stops it)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port a runner listens on (the one picked, when asked for 0)."""
+    return int(runner.addresses[0][1])
