@@ -22,7 +22,7 @@ ENV PYTHONUNBUFFERED=1 \
     SPACEONE_JOB_LOG_FORMAT=json \
     SPACEONE_JOB_STATE_DIR=/tmp/spaceone-job
 USER 10001
-EXPOSE 50051 9090
+EXPOSE 50051 8080 9090
 HEALTHCHECK --interval=10s --timeout=5s --start-period=15s --retries=3 \
   CMD ["spaceone-job", "health"]
 ENTRYPOINT ["spaceone-job"]

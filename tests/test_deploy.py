@@ -75,7 +75,8 @@ def test_the_kubernetes_probes_and_grace_periods_fit_the_service(repo: Path) -> 
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert spec["securityContext"]["runAsNonRoot"] is True
     ports = {p["containerPort"] for p in container["ports"]}
-    assert ports == {50051, health, int(settings["SPACEONE_JOB_METRICS_PORT"])}
+    served = ("SPACEONE_JOB_METRICS_PORT", "SPACEONE_JOB_HTTP_PORT")
+    assert ports == {50051, health, *(int(settings[name]) for name in served)}
 
 
 def test_compose_runs_mongodb_as_a_replica_set_beside_the_service(repo: Path) -> None:
@@ -90,7 +91,7 @@ def test_compose_runs_mongodb_as_a_replica_set_beside_the_service(repo: Path) ->
 
 def test_the_image_exposes_the_ports_and_checks_health(repo: Path) -> None:
     dockerfile = (repo / "Dockerfile").read_text()
-    assert re.search(r"^EXPOSE 50051 9090$", dockerfile, flags=re.M)
+    assert re.search(r"^EXPOSE 50051 8080 9090$", dockerfile, flags=re.M)
     assert 'CMD ["spaceone-job", "health"]' in dockerfile
     assert re.search(r"^USER 10001$", dockerfile, flags=re.M)
 
