@@ -357,7 +357,9 @@ class App:
                 (SERVICES[PRODUCER_SERVICE], producers),
             ]
         )
-        app = http.application(routes, served.pool, self.settings.max_receive_message_bytes)
+        app = http.application(
+            routes, served.pool, self.settings.max_receive_message_bytes, lambda: served.serving
+        )
         tls = server.ssl_context(self.settings)
         try:
             runner = served.run(http.serve(app, self.settings.host, self.settings.http_port, tls))

@@ -59,6 +59,8 @@ class Served:
     health_port: int | None = None
     # Set before the loop stops: nothing may wait on it afterwards.
     stopped: bool = False
+    # What health answers for the server ("") now.
+    serving: bool = True
 
     @property
     def servers(self) -> tuple[grpc.aio.Server, ...]:
@@ -82,6 +84,7 @@ class Served:
         if self.stopped:
             return
         status = SERVING if serving else NOT_SERVING
+        self.serving = serving
         for name in ("", *self.services):
             self.run(self.health.set(name, status))
 

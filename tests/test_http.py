@@ -286,3 +286,20 @@ def test_an_http_port_in_use_stops_the_start_naming_it(serve: Serve) -> None:
     taken = serve(http_port=0).app.http_port
     with pytest.raises(StartError, match=rf"--http-port \(\S+\): 127.0.0.1:{taken} is in use"):
         serve(http_port=taken)
+
+
+def get(live: Live, path: str) -> tuple[int, dict[str, Any]]:
+    url = f"http://127.0.0.1:{live.app.http_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_the_http_probes_follow_grpc_health(served: Live) -> None:
+    assert get(served, "/healthz") == (200, {"status": "SERVING"})
+    assert get(served, "/readyz") == (200, {"status": "SERVING"})
+    served.app.served.set_serving(False)  # as when the database is away, or at SIGTERM
+    assert get(served, "/readyz") == (503, {"status": "NOT_SERVING"})
+    assert get(served, "/healthz") == (200, {"status": "SERVING"}), "alive all the same"

@@ -193,9 +193,28 @@ async def _as_json(
         return response
 
 
-def application(routes_: Iterable[Route], pool: Executor, max_body_bytes: int) -> web.Application:
-    """The aiohttp application serving ``routes_``, bodies up to ``max_body_bytes``."""
+def _probes(ready: Callable[[], bool]) -> list[web.RouteDef]:
+    """Kubernetes' httpGet probes: alive while the process serves; ready while gRPC health says
+    SERVING (the database answers, and no SIGTERM yet)."""
+
+    async def alive(request: web.Request) -> web.Response:
+        return web.json_response({"status": "SERVING"})
+
+    async def readiness(request: web.Request) -> web.Response:
+        serving = ready()
+        body = {"status": "SERVING" if serving else "NOT_SERVING"}
+        return web.json_response(body, status=200 if serving else 503)
+
+    return [web.get("/healthz", alive), web.get("/readyz", readiness)]
+
+
+def application(
+    routes_: Iterable[Route], pool: Executor, max_body_bytes: int, ready: Callable[[], bool]
+) -> web.Application:
+    """The aiohttp application serving ``routes_`` (bodies up to ``max_body_bytes``) and the
+    probes (``ready``: whether health answers SERVING)."""
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_as_json])
+    app.router.add_routes(_probes(ready))
     for route in routes_:
         for path in route.paths:
             app.router.add_post(path, _handler(route, pool))
