@@ -68,6 +68,8 @@ class Call:
     reason: str = ""
     # How a stream ended: finished, an ERROR_* code, or "client went away".
     ended: str = ""
+    # The HTTP path a call came by (none over gRPC).
+    route: str = ""
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -252,6 +254,8 @@ def observed(method: str, metadata: Mapping[str, str], stream: bool = False) -> 
             fields["reason"] = call.reason
         if call.ended:
             fields["ended"] = call.ended
+        if call.route:
+            fields["route"] = call.route
         _log_call(fields)
 
 

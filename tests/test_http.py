@@ -5,6 +5,7 @@ the console's shape.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import urllib.error
@@ -303,3 +304,17 @@ def test_the_http_probes_follow_grpc_health(served: Live) -> None:
     served.app.served.set_serving(False)  # as when the database is away, or at SIGTERM
     assert get(served, "/readyz") == (503, {"status": "NOT_SERVING"})
     assert get(served, "/healthz") == (200, {"status": "SERVING"}), "alive all the same"
+
+
+def test_an_http_call_logs_its_line_with_the_route_it_came_by(
+    served: Live, token: Token, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="spaceone_job.calls")
+    post(served, "/cost-analysis/job/list", {}, {"token": token(), "x-request-id": "http-9"})
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "spaceone_job.calls"]
+    (line,) = [line for line in lines if line["request_id"] == "http-9"]
+    assert (line["method"], line["code"], line["route"]) == (
+        "list",
+        "OK",
+        "/cost-analysis/job/list",
+    )

@@ -163,7 +163,7 @@ def _handler(route: Route, pool: Executor) -> Callable[[web.Request], Awaitable[
             return refusal(error)
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(
-            pool, route.rpc.answer, route.servicer, parsed, metadata, left
+            pool, route.rpc.answer, route.servicer, parsed, metadata, left, request.path
         )
         if outcome.error is not None:
             return refusal(outcome.error, outcome.trailing_metadata)

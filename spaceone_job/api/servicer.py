@@ -79,13 +79,16 @@ class Rpc(Generic[Request, Response]):
         request: Request,
         metadata: Metadata,
         left: Callable[[], float | None],
+        route: str = "",
     ) -> Outcome[Response]:
-        """The whole call, apart from grpc: gate, token, permission, method, log line."""
+        """The whole call, apart from grpc: gate, token, permission, method, log line (with
+        the HTTP ``route`` it came by, if any)."""
         error: errors.ServiceError | None = None
         response: Response | None = None
         # The call's log line is made as the block ends, before the answer leaves (written by
         # observe's writer thread when there is one).
         with observe.observed(self.name, dict(metadata)) as call:
+            call.route = route
             try:
                 # Before the slot: a token whose domain's key is not cached yet may wait on
                 # identity, and that wait has its own bound (identity.MAX_WAITING); callers
