@@ -29,6 +29,7 @@ from spaceone_job.api.servicer import (
     JobTaskServicer,
     OnLoop,
     ProducerServicer,
+    Servicer,
     add_service,
 )
 from spaceone_job.api.watch import WatchServicer
@@ -233,13 +234,14 @@ class App:
         self.store.listeners.append(self.hub.notify)
         self.tasks.listeners.append(self.hub.notify)
         authenticator = self.keys.authenticator
-        self.servicers = (
-            JobServicer(self.service, authenticator, self.gate),
-            JobTaskServicer(self.task_service, authenticator, self.gate),
-            ProducerServicer(
+        # The unary services, by name: served over gRPC, and over HTTP when it is on.
+        self.servicers: dict[str, Servicer] = {
+            JOB_SERVICE: JobServicer(self.service, authenticator, self.gate),
+            JOB_TASK_SERVICE: JobTaskServicer(self.task_service, authenticator, self.gate),
+            PRODUCER_SERVICE: ProducerServicer(
                 Producers(self.lifecycle, bounds_of(settings)), authenticator, self.gate
             ),
-        )
+        }
         self.watch = WatchServicer(
             self.service, authenticator, self.hub, settings.watch_keepalive_s, self.gate
         )
@@ -274,17 +276,11 @@ class App:
 
     def bind(self) -> int:
         """Claim the port (:class:`StartError` when it is taken); the bound port."""
-        jobs, tasks, producers = self.servicers
-        watch = self.watch
 
         def register(grpc_server: grpc.aio.Server, pool: Executor) -> None:
-            for name, implementation in (
-                (JOB_SERVICE, OnLoop(jobs, pool)),
-                (JOB_TASK_SERVICE, OnLoop(tasks, pool)),
-                (PRODUCER_SERVICE, OnLoop(producers, pool)),
-                (WATCH_SERVICE, watch),
-            ):
-                add_service(grpc_server, SERVICES[name], implementation)
+            for name, servicer in self.servicers.items():
+                add_service(grpc_server, SERVICES[name], OnLoop(servicer, pool))
+            add_service(grpc_server, SERVICES[WATCH_SERVICE], self.watch)
 
         services = list(SERVICES)
         waiting = MAX_WAITING if self.settings.identity_endpoint else 0
@@ -349,14 +345,7 @@ class App:
 
     def _serve_http(self, served: Served) -> web.AppRunner:
         """JSON over HTTP (api/http.py) on the server's loop, through the same call body."""
-        jobs, tasks, producers = self.servicers
-        routes = http.routes(
-            [
-                (SERVICES[JOB_SERVICE], jobs),
-                (SERVICES[JOB_TASK_SERVICE], tasks),
-                (SERVICES[PRODUCER_SERVICE], producers),
-            ]
-        )
+        routes = http.routes((SERVICES[name], s) for name, s in self.servicers.items())
         app = http.application(
             routes, served.pool, self.settings.max_receive_message_bytes, lambda: served.serving
         )

@@ -27,7 +27,6 @@ from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 from spaceone_job import auth, errors
 from spaceone_job.api import http
-from spaceone_job.app import SERVICES
 from spaceone_job.server import StartError
 
 from .conftest import Live, Serve, Token
@@ -178,16 +177,8 @@ def test_every_route_answers_as_its_grpc_twin(served: Live, token: Token) -> Non
             # both twins ask once the job has settled.
             over_grpc(served, job, "cancel", job_pb2.JobRequest(job_id=job_id), admin)
         twin(served, *case)
-    served_paths = {
-        path
-        for route in http.routes(
-            [
-                (SERVICES[n], s)
-                for n, s in zip(list(SERVICES)[:3], served.app.servicers, strict=True)
-            ]
-        )
-        for path in route.paths
-    }
+    router = served.app.http.app.router
+    served_paths = {r.resource.canonical for r in router.routes() if r.method == "POST"}
     tried = {c[0] for c in cases} | {http.console_path(c[0]) for c in cases}
     assert tried == served_paths, "every route the descriptors give is in the conformance test"
 
