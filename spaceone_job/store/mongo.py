@@ -298,17 +298,23 @@ class MongoStore:
         deployment has none."""
         watched = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
         try:
-            with self._collection.watch(watched, full_document="updateLookup") as stream:
+            with self._stream(watched) as stream:
                 opened()
                 for change in stream:
                     job_id = (change.get("fullDocument") or {}).get("job_id")
                     if isinstance(job_id, str):
                         yield job_id
-        # TypeError: a mongomock collection, which has no watch.
-        except (OperationFailure, NotImplementedError, TypeError) as exc:
+        except (OperationFailure, NotImplementedError) as exc:
             raise ChangesUnavailable(str(exc)) from exc
         except PyMongoError as exc:  # the database went away: the feed ends, watchers re-read
             raise Unreachable() from exc
+
+    def _stream(self, pipeline: Sequence[Document]) -> Any:
+        """A change stream of the collection, opened (the database may refuse it)."""
+        try:
+            return self._collection.watch(pipeline, full_document="updateLookup")
+        except TypeError as exc:  # a mongomock collection, which has no watch at all
+            raise ChangesUnavailable(str(exc)) from exc
 
     def update_many(self, filter: Document, changes: Document, timeout: float | None = None) -> int:
         """Apply ``changes`` to every match; how many changed."""
