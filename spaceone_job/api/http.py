@@ -134,8 +134,8 @@ def _countdown(request: web.Request) -> Callable[[], float | None]:
         seconds = -1.0
     if not 0 < seconds < 10**6:
         raise _refused(f"{TIMEOUT_HEADER} is a number of seconds.", header=TIMEOUT_HEADER)
-    deadline = asyncio.get_running_loop().time() + seconds
     loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
     return lambda: max(deadline - loop.time(), 0.0)
 
 
