@@ -33,11 +33,8 @@ from typing import Any
 import grpc
 import jwt
 import sections
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from jwt.algorithms import RSAAlgorithm
 from spaceone.api.core.v2 import handler_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2, job_task_pb2_grpc
 from spaceone.api.identity.v2 import domain_pb2_grpc
@@ -139,18 +136,8 @@ class Tally:
 
 def new_key(folder: Path) -> tuple[Path, str]:
     """The domain's private key file, and its public JWK as identity hands it out."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path = folder / "domain.pem"
-    path.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
-    public.update(kid=DOMAIN, alg="RS256")
-    return path, json.dumps(public)
+    return path, json.dumps(auth.new_rsa_key(path, DOMAIN))
 
 
 def seed(folder: Path) -> Path:

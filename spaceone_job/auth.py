@@ -457,19 +457,26 @@ def dev_keys(state_dir: Path) -> DevKeys:
     if keys.private_key.exists() and keys.jwks.exists():
         return keys
     state_dir.mkdir(parents=True, exist_ok=True)
+    public = new_rsa_key(keys.private_key, DEV_KID)
+    keys.jwks.write_text(json.dumps({"keys": [{**public, "use": "sig"}]}, indent=2))
+    return keys
+
+
+def new_rsa_key(private_key: Path, kid: str) -> dict[str, Any]:
+    """A new RS256 key pair: the private key written to ``private_key`` (readable by the owner
+    only), the public key returned as a JWK named ``kid``."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = private.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(keys.private_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(private_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
-    public = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
-    public.update(kid=DEV_KID, alg="RS256", use="sig")
-    keys.jwks.write_text(json.dumps({"keys": [public]}, indent=2))
-    return keys
+    public: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+    public.update(kid=kid, alg="RS256")
+    return public
 
 
 def mint_token(

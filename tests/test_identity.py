@@ -19,9 +19,6 @@ from typing import Any
 import grpc
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 from spaceone.api.core.v2 import handler_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2
 from spaceone.api.identity.v2 import app_pb2, app_pb2_grpc, domain_pb2_grpc
@@ -42,18 +39,8 @@ SYSTEM_TOKEN = "system-token-that-must-never-be-logged"
 
 def new_key(tmp_path: Path, name: str) -> tuple[Path, str]:
     """A private key file, and its public JWK as identity publishes it."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     path = tmp_path / f"{name}.pem"
-    path.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
-    public.update(kid=name, alg="RS256")
-    return path, json.dumps(public)
+    return path, json.dumps(auth.new_rsa_key(path, name))
 
 
 @dataclass
