@@ -30,7 +30,7 @@ from google.api import annotations_pb2
 from google.protobuf import json_format, message, message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
-from spaceone_job.api.servicer import Metadata, Rpc, Servicer
+from spaceone_job.api.servicer import NO_DEADLINE_S, Metadata, Rpc, Servicer, counting_down
 from spaceone_job.errors import Code, ServiceError
 
 # gRPC status -> HTTP status, as spaceone-core's console proxy answers; RESOURCE_EXHAUSTED is a
@@ -132,11 +132,9 @@ def _countdown(request: web.Request) -> Callable[[], float | None]:
         seconds = float(raw)
     except ValueError:
         seconds = -1.0
-    if not 0 < seconds < 10**6:
+    if not 0 < seconds < NO_DEADLINE_S:
         raise _refused(f"{TIMEOUT_HEADER} is a number of seconds.", header=TIMEOUT_HEADER)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    return lambda: max(deadline - loop.time(), 0.0)
+    return counting_down(seconds)
 
 
 async def _parsed(request: web.Request, kind: type[message.Message]) -> message.Message:

@@ -35,17 +35,21 @@ Method = Callable[[Any, Request, Caller, float | None], Response]
 Metadata = tuple[tuple[str, str], ...]
 
 # Without a client deadline grpcio reports a remaining time of years; treat that as none.
-_NO_DEADLINE_S = 10**6
+NO_DEADLINE_S = 10**6
 
 
 def countdown(
     context: grpc.ServicerContext | grpc.aio.ServicerContext,
 ) -> Callable[[], float | None]:
     """Seconds left before the client's deadline, asked of grpc once (None: no deadline)."""
-    left = context.time_remaining()
-    if left is None or left > _NO_DEADLINE_S:
+    return counting_down(context.time_remaining())
+
+
+def counting_down(seconds: float | None) -> Callable[[], float | None]:
+    """Seconds left of a client's ``seconds`` from now (None, or years: no deadline)."""
+    if seconds is None or seconds > NO_DEADLINE_S:
         return lambda: None
-    deadline = time.monotonic() + max(float(left), 0.0)
+    deadline = time.monotonic() + max(float(seconds), 0.0)
     return lambda: max(deadline - time.monotonic(), 0.0)
 
 
