@@ -24,7 +24,7 @@ import tqdm
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spaceone.api.cost_analysis.v1 import job_pb2
 
-from spaceone_job import auth, config, memory, observe, server
+from spaceone_job import auth, config, cpu, memory, observe, server
 from spaceone_job.app import JOB_SERVICE, JOB_TASK_SERVICE, App, version
 from spaceone_job.config import Settings
 from spaceone_job.seed import SeedError
@@ -264,6 +264,7 @@ def serve(settings: Settings) -> int:
 
 def _serve(settings: Settings) -> int:
     memory.few_arenas()
+    cpu.share_the_interpreter()
     settings = _within_open_files(settings)
     app = App(settings)
     app.bind()
