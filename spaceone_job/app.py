@@ -16,7 +16,6 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
-from aiohttp import web
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.internal import api_implementation
 from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
@@ -250,7 +249,7 @@ class App:
         self.served: Served | None = None
         self.monitor: HealthMonitor | None = None
         self.metrics: WSGIServer | None = None
-        self.http: web.AppRunner | None = None
+        self.http: http.HttpServer | None = None
         self.reloader: JwksReloader | None = None
 
     def _watched(self, job_id: str) -> dict[str, Any] | None:
@@ -343,15 +342,22 @@ class App:
         )
         return self.served.port
 
-    def _serve_http(self, served: Served) -> web.AppRunner:
+    def _serve_http(self, served: Served) -> http.HttpServer:
         """JSON over HTTP (api/http.py) on the server's loop, through the same call body."""
         routes = http.routes((SERVICES[name], s) for name, s in self.servicers.items())
         app = http.application(
             routes, served.pool, self.settings.max_receive_message_bytes, lambda: served.serving
         )
         tls = server.ssl_context(self.settings)
+        limits = http.Limits(
+            self.settings.max_connections,
+            self.settings.handshake_timeout_s,
+            self.settings.idle_connection_s,
+        )
         try:
-            runner = served.run(http.serve(app, self.settings.host, self.settings.http_port, tls))
+            serving = served.run(
+                http.serve(app, self.settings.host, self.settings.http_port, tls, limits)
+            )
         except OSError as exc:
             raise StartError(
                 f"{flag('http_port')}: {self.settings.host}:{self.settings.http_port}"
@@ -362,15 +368,15 @@ class App:
             "JSON over HTTP on %s://%s:%d (%d routes)",
             scheme,
             self.settings.host,
-            http.bound_port(runner),
+            serving.port,
             sum(len(r.paths) for r in routes),
         )
-        return runner
+        return serving
 
     @property
     def http_port(self) -> int | None:
         """The HTTP port's bound port, when it is on."""
-        return None if self.http is None else http.bound_port(self.http)
+        return None if self.http is None else self.http.port
 
     def _auth_source(self) -> str:
         if self.settings.identity_endpoint:
@@ -417,7 +423,7 @@ class App:
             if not drained:
                 LOG.warning("calls still running after %.1f s are cancelled", grace)
             if self.http is not None:
-                self.served.run(self.http.cleanup())
+                self.served.run(self.http.stop())
             self.served.stop(0)
         if self.metrics is not None:
             self.metrics.shutdown()

@@ -236,11 +236,13 @@ RESERVED_FILES = 256
 
 def _within_open_files(settings: Settings) -> Settings:
     """The soft limit of open files raised to the hard one, and the connection cap kept below
-    it (a connection takes a descriptor; running out of them would refuse health checks too)."""
+    it (a connection takes a descriptor; running out of them would refuse health checks too).
+    The cap holds per port: with HTTP on, the two ports share what is left."""
     before, after = server.raise_open_files_limit()
     if after != before:
         LOG.info("open files limit raised from %d to %d", before, after)
-    cap = max(after - RESERVED_FILES, 1)
+    ports = 2 if settings.http_port >= 0 else 1
+    cap = max((after - RESERVED_FILES) // ports, 1)
     if settings.max_connections <= cap:
         return settings
     LOG.warning(

@@ -100,15 +100,19 @@ class Settings:
         1000, "most start_task and report_progress calls one task takes (2 or more)"
     )
     max_concurrent_rpcs: int = _setting(64, "Job calls served at once; more get RESOURCE_EXHAUSTED")
-    max_connections: int = _setting(2000, "connections the port holds at once; more are closed")
+    max_connections: int = _setting(
+        2000, "connections each port (gRPC, HTTP) holds at once; more are closed"
+    )
     max_streams_per_connection: int = _setting(
         1000, "calls and streams one connection carries at once"
     )
     handshake_timeout_s: float = _setting(
-        10.0, "a connection that has not said hello (HTTP/2, TLS) within this long is closed"
+        10.0,
+        "a connection that has not said hello (HTTP/2, TLS) within this long is closed; over"
+        " HTTP, one whose request head or body takes longer too",
     )
     idle_connection_s: float = _setting(
-        300.0, "a connection without calls for this long is asked to go (GOAWAY)"
+        300.0, "a connection without calls for this long is asked to go (GOAWAY) or, HTTP, closed"
     )
     health_port: int = _setting(
         -1, "a plaintext port serving health alone, for probes (-1 = off, 0 = any free port)"

@@ -8,8 +8,6 @@ import json
 import logging
 import re
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,28 +28,8 @@ from spaceone_job.api import http
 from spaceone_job.server import StartError
 
 from .conftest import Live, Serve, Token
+from .support.http_calls import Reply, get, post
 from .support.readme import section
-
-Reply = tuple[int, dict[str, Any], dict[str, str]]
-
-
-def post(
-    live: Live,
-    path: str,
-    body: bytes | dict[str, Any],
-    headers: dict[str, str] | None = None,
-    method: str = "POST",
-) -> Reply:
-    """An HTTP call to the server's HTTP port: status, JSON body, headers."""
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    sent = {"Content-Type": "application/json", **(headers or {})}
-    url = f"http://127.0.0.1:{live.app.http_port}{path}"
-    request = urllib.request.Request(url, data=data, headers=sent, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read()), dict(answer.headers)
-    except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read()), dict(refused.headers)
 
 
 def over_grpc(
@@ -177,7 +155,7 @@ def test_every_route_answers_as_its_grpc_twin(served: Live, token: Token) -> Non
             # both twins ask once the job has settled.
             over_grpc(served, job, "cancel", job_pb2.JobRequest(job_id=job_id), admin)
         twin(served, *case)
-    router = served.app.http.app.router
+    router = served.app.http.runner.app.router
     served_paths = {r.resource.canonical for r in router.routes() if r.method == "POST"}
     tried = {c[0] for c in cases} | {http.console_path(c[0]) for c in cases}
     assert tried == served_paths, "every route the descriptors give is in the conformance test"
@@ -278,15 +256,6 @@ def test_an_http_port_in_use_stops_the_start_naming_it(serve: Serve) -> None:
     taken = serve(http_port=0).app.http_port
     with pytest.raises(StartError, match=rf"--http-port \(\S+\): 127.0.0.1:{taken} is in use"):
         serve(http_port=taken)
-
-
-def get(live: Live, path: str) -> tuple[int, dict[str, Any]]:
-    url = f"http://127.0.0.1:{live.app.http_port}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read())
 
 
 def test_the_http_probes_follow_grpc_health(served: Live) -> None:

@@ -18,6 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc
 
+from spaceone_job import cli
 from spaceone_job.app import JOB_SERVICE, JOB_TASK_SERVICE
 
 from .conftest import Live, Serve, Token
@@ -244,8 +245,9 @@ def test_requests_over_the_size_limit_are_refused(serve: Serve, token: Token) ->
     assert live.call("list", job_pb2.JobQuery(), token()).code is grpc.StatusCode.OK
 
 
+@pytest.mark.parametrize("ports", [1, 2], ids=["grpc", "grpc and http"])
 def test_serve_raises_its_open_files_limit_and_keeps_its_connection_cap_below_it(
-    tmp_path: Path,
+    tmp_path: Path, ports: int
 ) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard < 2048:
@@ -253,6 +255,7 @@ def test_serve_raises_its_open_files_limit_and_keeps_its_connection_cap_below_it
     env = {**os.environ, "SPACEONE_JOB_STATE_DIR": str(tmp_path / "state")}
     command = (
         f"ulimit -Sn 512 && exec {CLI} serve --host 127.0.0.1 --port 0 --max-connections {hard * 2}"
+        + (" --http-port 0" if ports == 2 else "")
     )
     process = subprocess.Popen(
         ["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
@@ -268,4 +271,5 @@ def test_serve_raises_its_open_files_limit_and_keeps_its_connection_cap_below_it
     soft_now, hard_now = row.split()[3:5]
     assert int(soft_now) == int(hard_now) == hard, row
     assert f"open files limit raised from 512 to {hard}" in err
-    assert f"--max-connections (SPACEONE_JOB_MAX_CONNECTIONS) lowered from {hard * 2}" in err
+    lowered = f"lowered from {hard * 2} to {(hard - cli.RESERVED_FILES) // ports}:"
+    assert f"--max-connections (SPACEONE_JOB_MAX_CONNECTIONS) {lowered}" in err

@@ -10,21 +10,26 @@ enum names, defaults left out, errors as ``{"detail": {"code", "message"}}`` wit
 HTTP statuses (``RESOURCE_EXHAUSTED``: 429 and ``Retry-After``).
 
 aiohttp serves it on the gRPC server's event loop: no thread per connection, keep-alive and
-body limits built in, and a graceful ``cleanup`` at stop.
+body limits built in, and a graceful ``cleanup`` at stop. What aiohttp leaves open is bounded
+here, per connection (:class:`_Connection`): the time a request head may take, the connections
+the port holds, and a request aiohttp cannot read answered in the API's shape.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import grpc
+import prometheus_client
 from aiohttp import web
 from google.api import annotations_pb2
 from google.protobuf import json_format, message, message_factory
@@ -61,6 +66,27 @@ TIMEOUT_HEADER = "X-Request-Timeout"
 # Request headers carried as the call's metadata, under gRPC's names.
 METADATA_HEADERS = ("token", "authorization", "x_domain_id", "x_workspace_id", "x-request-id")
 _VERSION = re.compile(r"/v\d+/")
+# A request line or header field up to 8 KiB, and up to 100 fields (nginx's and aiohttp's sizes).
+MAX_HEADER_BYTES = 8190
+MAX_HEADERS = 100
+LOG = logging.getLogger(__name__)
+REFUSED_CONNECTIONS = prometheus_client.Counter(
+    "spaceone_job_http_connections_refused",
+    "HTTP connections closed unserved: the port held its most (full), or a request head or"
+    " body took too long (slow)",
+    ["reason"],
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the HTTP port takes: ``max_connections`` at once, each request's head within
+    ``head_timeout_s`` of its first byte (or of the connection's opening) and its body within as
+    long again; an idle connection is kept ``idle_s``."""
+
+    max_connections: int
+    head_timeout_s: float
+    idle_s: float
 
 
 @dataclass(frozen=True)
@@ -137,11 +163,23 @@ def _countdown(request: web.Request) -> Callable[[], float | None]:
     return counting_down(seconds)
 
 
+class _TooSlow(Exception):
+    """The body did not arrive within its time."""
+
+
+async def _body(request: web.Request) -> bytes:
+    timeout = request.protocol.head_timeout_s if isinstance(request.protocol, _Connection) else 0
+    try:
+        return await asyncio.wait_for(request.read(), timeout or None)
+    except TimeoutError:
+        raise _TooSlow() from None
+
+
 async def _parsed(request: web.Request, kind: type[message.Message]) -> message.Message:
     if request.content_type != "application/json":
         raise _refused("The body is JSON: Content-Type: application/json.")
     try:
-        data = json.loads(await request.read() or b"{}")
+        data = json.loads(await _body(request) or b"{}")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _refused(f"The body is not JSON: {exc}.") from None
     if not isinstance(data, dict):
@@ -159,6 +197,12 @@ def _handler(route: Route, pool: Executor) -> Callable[[web.Request], Awaitable[
             metadata, left = _metadata(request), _countdown(request)
         except ServiceError as error:
             return refusal(error)
+        except _TooSlow:
+            REFUSED_CONNECTIONS.labels("slow").inc()
+            late = ServiceError(Code.REQUEST_TIMEOUT, "The request's body came too slowly.")
+            response = refusal(late, status=408)
+            response.force_close()
+            return response
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(
             pool, route.rpc.answer, route.servicer, parsed, metadata, left, request.path
@@ -177,6 +221,9 @@ async def _as_json(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """aiohttp's own refusals (no such path, not POST, a body too large) in the API's shape."""
+    connection = request.protocol
+    if isinstance(connection, _Connection):
+        connection.call_began()
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -189,6 +236,85 @@ async def _as_json(
         if allow:
             response.headers["Allow"] = allow
         return response
+    finally:
+        if isinstance(connection, _Connection):
+            connection.call_ended()
+
+
+class _Connection(web.RequestHandler):
+    """aiohttp's handler of one connection, which closes it when a request head takes longer
+    than ``head_timeout_s`` from its first byte (or from the opening: a connection that says
+    nothing), and answers a request it cannot read (too many or too long header fields, not
+    HTTP) in the API's shape rather than in plain text."""
+
+    def __init__(self, manager: web.Server, *, head_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(manager, loop=asyncio.get_running_loop(), **kwargs)
+        self.head_timeout_s = head_timeout_s
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_call = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_call:  # the first bytes of a request head
+            self._arm()
+        super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def call_began(self) -> None:
+        """A whole request head has arrived."""
+        self._in_call = True
+        self._disarm()
+
+    def call_ended(self) -> None:
+        """The call is answered: the connection waits for its next request (aiohttp's
+        keep-alive time bounds the wait)."""
+        self._in_call = False
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:  # a fault of ours: its traceback goes to the log, never to the caller
+            self.log_exception("HTTP call failed", exc_info=exc)
+            error = ServiceError(Code.UNKNOWN, "The call failed.")
+        else:
+            reason = message or HTTPStatus(status).phrase
+            error = _refused(f"The request cannot be read: {reason}")
+        response = refusal(error, status=status)
+        response.force_close()
+        return response
+
+    def _arm(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.head_timeout_s, self._late)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _late(self) -> None:
+        self._timer = None
+        if not self._in_call:
+            REFUSED_CONNECTIONS.labels("slow").inc()
+            self.force_close()
+
+
+class _Full(asyncio.Protocol):
+    """A connection past the port's bound: closed as it opens."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        REFUSED_CONNECTIONS.labels("full").inc()
+        transport.close()
 
 
 def _probes(ready: Callable[[], bool]) -> list[web.RouteDef]:
@@ -219,20 +345,55 @@ def application(
     return app
 
 
+@dataclass
+class HttpServer:
+    """The HTTP port being served: aiohttp's runner and the listening socket."""
+
+    runner: web.AppRunner
+    listener: asyncio.Server
+
+    @property
+    def port(self) -> int:
+        """The bound port (the one picked, when asked for 0)."""
+        return int(self.listener.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        """Stop taking connections, finish the calls in flight, and let go of the app."""
+        self.listener.close()
+        await self.runner.cleanup()
+
+
 async def serve(
-    app: web.Application, host: str, port: int, tls: ssl.SSLContext | None
-) -> web.AppRunner:
-    """Serve ``app`` on ``host:port`` on the running loop; the runner (``cleanup`` stops it)."""
+    app: web.Application, host: str, port: int, tls: ssl.SSLContext | None, limits: Limits
+) -> HttpServer:
+    """Serve ``app`` on ``host:port`` on the running loop, within ``limits``."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
+    server = runner.server
+    assert server is not None
+
+    def connection() -> asyncio.BaseProtocol:
+        if len(server.connections) >= limits.max_connections:
+            return _Full()
+        return _Connection(
+            server,
+            head_timeout_s=limits.head_timeout_s,
+            keepalive_timeout=limits.idle_s,
+            # After an answer, what is left of a body is read (so the client sees the answer
+            # before the connection closes) for as long as a body may take, no longer.
+            lingering_time=limits.head_timeout_s,
+            max_line_size=MAX_HEADER_BYTES,
+            max_field_size=MAX_HEADER_BYTES,
+            max_headers=MAX_HEADERS,
+            access_log=None,
+        )
+
+    handshake_s = limits.head_timeout_s if tls else None
     try:
-        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        listener = await asyncio.get_running_loop().create_server(
+            connection, host, port, ssl=tls, ssl_handshake_timeout=handshake_s
+        )
     except OSError:
         await runner.cleanup()
         raise
-    return runner
-
-
-def bound_port(runner: web.AppRunner) -> int:
-    """The port a runner listens on (the one picked, when asked for 0)."""
-    return int(runner.addresses[0][1])
+    return HttpServer(runner, listener)
