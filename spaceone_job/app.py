@@ -344,7 +344,8 @@ class App:
 
     def _serve_http(self, served: Served) -> http.HttpServer:
         """JSON over HTTP (api/http.py) on the server's loop, through the same call body."""
-        routes = http.routes((SERVICES[name], s) for name, s in self.servicers.items())
+        served_ = [(SERVICES[name], s) for name, s in self.servicers.items()]
+        routes = http.routes([*served_, (SERVICES[WATCH_SERVICE], self.watch)])
         app = http.application(
             routes, served.pool, self.settings.max_receive_message_bytes, lambda: served.serving
         )

@@ -28,7 +28,7 @@ from spaceone_job.api import http
 from spaceone_job.server import StartError
 
 from .conftest import Live, Serve, Token
-from .support.http_calls import Reply, get, post
+from .support.http_calls import Reply, get, post, stream
 from .support.readme import section
 
 
@@ -65,6 +65,33 @@ def twin(
             assert answer == expected, where
         else:
             assert f"{answer['detail']['code']}: {answer['detail']['message']}" == grpc_answer
+
+
+def stream_twin(
+    live: Live, path: str, request: producer_pb2.WatchRequest, token: str | None
+) -> None:
+    """A watch over gRPC and over HTTP (one event a JSON line) answer alike: the same events,
+    or the same refusal."""
+    metadata = (("token", token),) if token else ()
+    stub = producer_pb2_grpc.WatchStub(live.channel)
+    try:
+        events = [
+            json_format.MessageToDict(event, preserving_proto_field_name=True)
+            for event in stub.watch(request, metadata=metadata, timeout=10)
+        ]
+        code, details = grpc.StatusCode.OK, ""
+    except grpc.RpcError as error:
+        code, details = error.code(), error.details()
+    body = json_format.MessageToDict(request, preserving_proto_field_name=True)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    for where in (path, http.console_path(path)):
+        status, lines, _ = stream(live, where, body, headers)
+        assert status == http.HTTP_STATUS[code], (where, lines)
+        if code is grpc.StatusCode.OK:
+            assert lines == events, where
+        else:
+            (refused,) = lines
+            assert f"{refused['detail']['code']}: {refused['detail']['message']}" == details
 
 
 def test_every_route_answers_as_its_grpc_twin(served: Live, token: Token) -> None:
@@ -155,9 +182,13 @@ def test_every_route_answers_as_its_grpc_twin(served: Live, token: Token) -> Non
             # both twins ask once the job has settled.
             over_grpc(served, job, "cancel", job_pb2.JobRequest(job_id=job_id), admin)
         twin(served, *case)
+    watch = "/spaceone-job/v1/watch/watch"
+    for watched, caller in ((job_id, admin), ("job-nope", admin), (job_id, None)):
+        stream_twin(served, watch, producer_pb2.WatchRequest(job_id=watched), caller)
     router = served.app.http.runner.app.router
     served_paths = {r.resource.canonical for r in router.routes() if r.method == "POST"}
-    tried = {c[0] for c in cases} | {http.console_path(c[0]) for c in cases}
+    tried = {p for c in cases for p in (c[0], http.console_path(c[0]))}
+    tried |= {watch, http.console_path(watch)}
     assert tried == served_paths, "every route the descriptors give is in the conformance test"
 
 

@@ -18,15 +18,17 @@ the port holds, and a request aiohttp cannot read answered in the API's shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import prometheus_client
@@ -35,6 +37,7 @@ from google.api import annotations_pb2
 from google.protobuf import json_format, message, message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
+from spaceone_job import observe
 from spaceone_job.api.servicer import NO_DEADLINE_S, Metadata, Rpc, Servicer, counting_down
 from spaceone_job.errors import Code, ServiceError
 
@@ -89,13 +92,29 @@ class Limits:
     idle_s: float
 
 
+NDJSON = "application/x-ndjson"
+
+
+class Streaming(Protocol):
+    """A servicer of a server-streaming method, as any transport drives it."""
+
+    def observed(
+        self, metadata: Metadata, route: str = ""
+    ) -> AbstractContextManager[observe.Call]: ...
+
+    def events(
+        self, request: Any, metadata: Metadata, call: observe.Call
+    ) -> AsyncGenerator[message.Message | ServiceError, None]: ...
+
+
 @dataclass(frozen=True)
 class Route:
-    """One served method: where it answers, what it parses, who runs it."""
+    """One served method: where it answers, what it parses, who runs it (a unary ``rpc`` of
+    ``servicer``, or, for a stream, the ``servicer``'s events)."""
 
     paths: tuple[str, ...]
-    servicer: Servicer
-    rpc: Rpc[Any, Any]
+    servicer: Any
+    rpc: Rpc[Any, Any] | None
     request: type[message.Message]
 
 
@@ -104,15 +123,16 @@ def console_path(path: str) -> str:
     return _VERSION.sub("/", path, count=1)
 
 
-def routes(served: Iterable[tuple[ServiceDescriptor, Servicer]]) -> list[Route]:
-    """A route for every unary method of ``served`` that has a ``google.api.http`` rule."""
+def routes(served: Iterable[tuple[ServiceDescriptor, Servicer | Streaming]]) -> list[Route]:
+    """A route for every method of ``served`` that has a ``google.api.http`` rule: a unary one
+    runs its servicer's :class:`Rpc`, a server-streaming one its servicer's events."""
     found = []
     for service, servicer in served:
         for method in service.methods:
             rule = method.GetOptions().Extensions[annotations_pb2.http]
-            if method.server_streaming or not rule.post:
+            if not rule.post:
                 continue
-            rpc_ = vars(type(servicer))[method.name]
+            rpc_ = None if method.server_streaming else vars(type(servicer))[method.name]
             paths = tuple(dict.fromkeys((rule.post, console_path(rule.post))))
             kind = message_factory.GetMessageClass(method.input_type)
             found.append(Route(paths, servicer, rpc_, kind))
@@ -125,12 +145,15 @@ def refusal(
     """The answer to a refused call: ``{"detail": {...}}`` with the HTTP status of its gRPC
     status (or ``status``: HTTP's own refusals), and ``Retry-After`` on a 429."""
     status = HTTP_STATUS[error.status_code] if status is None else status
-    # The gRPC answer's code and message exactly; its parameters beside them.
-    detail = {**error.params, "code": error.code.value, "message": error.message}
     headers = dict(trailers)
     if status == 429:
         headers["Retry-After"] = RETRY_AFTER_S
-    return web.json_response({"detail": detail}, status=status, headers=headers)
+    return web.json_response({"detail": _detail(error)}, status=status, headers=headers)
+
+
+def _detail(error: ServiceError) -> dict[str, Any]:
+    """The gRPC answer's code and message exactly; its parameters beside them."""
+    return {**error.params, "code": error.code.value, "message": error.message}
 
 
 def _refused(reason: str, **params: Any) -> ServiceError:
@@ -190,30 +213,83 @@ async def _parsed(request: web.Request, kind: type[message.Message]) -> message.
         raise _refused(f"The body does not fit {kind.DESCRIPTOR.name}: {exc}.") from None
 
 
+async def _read(request: web.Request, route: Route) -> tuple[message.Message, Metadata]:
+    """The call's request message and metadata (:class:`ServiceError` or :class:`_TooSlow`)."""
+    return await _parsed(request, route.request), _metadata(request)
+
+
+def _late_body() -> web.Response:
+    REFUSED_CONNECTIONS.labels("slow").inc()
+    late = ServiceError(Code.REQUEST_TIMEOUT, "The request's body came too slowly.")
+    response = refusal(late, status=408)
+    response.force_close()
+    return response
+
+
+def _as_json_dict(answer: message.Message) -> dict[str, Any]:
+    return json_format.MessageToDict(answer, preserving_proto_field_name=True)
+
+
 def _handler(route: Route, pool: Executor) -> Callable[[web.Request], Awaitable[web.Response]]:
+    assert route.rpc is not None
+    rpc_ = route.rpc
+
     async def handle(request: web.Request) -> web.Response:
         try:
-            parsed = await _parsed(request, route.request)
-            metadata, left = _metadata(request), _countdown(request)
+            parsed, metadata = await _read(request, route)
+            left = _countdown(request)
         except ServiceError as error:
             return refusal(error)
         except _TooSlow:
-            REFUSED_CONNECTIONS.labels("slow").inc()
-            late = ServiceError(Code.REQUEST_TIMEOUT, "The request's body came too slowly.")
-            response = refusal(late, status=408)
-            response.force_close()
-            return response
+            return _late_body()
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(
-            pool, route.rpc.answer, route.servicer, parsed, metadata, left, request.path
+            pool, rpc_.answer, route.servicer, parsed, metadata, left, request.path
         )
         if outcome.error is not None:
             return refusal(outcome.error, outcome.trailing_metadata)
         assert outcome.response is not None
-        body = json_format.MessageToDict(outcome.response, preserving_proto_field_name=True)
+        body = _as_json_dict(outcome.response)
         return web.json_response(body, headers=dict(outcome.trailing_metadata))
 
     return handle
+
+
+def _stream_handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A stream as newline-delimited JSON: one event a line. An error before the first event is
+    answered as any call's; one after it is the last line, ``{"detail": {...}}``."""
+    streaming: Streaming = route.servicer
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            parsed, metadata = await _read(request, route)
+        except ServiceError as error:
+            return refusal(error)
+        except _TooSlow:
+            return _late_body()
+        with streaming.observed(metadata, request.path) as call:
+            trailers = call.trailing_metadata
+            # Closed within the call: a client that goes away is in its line.
+            async with contextlib.aclosing(streaming.events(parsed, metadata, call)) as items:
+                first = await anext(items)
+                if isinstance(first, ServiceError):
+                    return refusal(first, trailers)
+                response = web.StreamResponse(headers={"Content-Type": NDJSON, **dict(trailers)})
+                await response.prepare(request)
+                await _write_line(response, _as_json_dict(first))
+                async for item in items:
+                    if isinstance(item, ServiceError):
+                        await _write_line(response, {"detail": _detail(item)})
+                    else:
+                        await _write_line(response, _as_json_dict(item))
+                await response.write_eof()
+                return response
+
+    return handle
+
+
+async def _write_line(response: web.StreamResponse, item: dict[str, Any]) -> None:
+    await response.write(json.dumps(item, separators=(",", ":")).encode() + b"\n")
 
 
 @web.middleware
@@ -340,8 +416,9 @@ def application(
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_as_json])
     app.router.add_routes(_probes(ready))
     for route in routes_:
+        handler = _handler(route, pool) if route.rpc is not None else _stream_handler(route)
         for path in route.paths:
-            app.router.add_post(path, _handler(route, pool))
+            app.router.add_post(path, handler)
     return app
 
 
@@ -367,7 +444,8 @@ async def serve(
     app: web.Application, host: str, port: int, tls: ssl.SSLContext | None, limits: Limits
 ) -> HttpServer:
     """Serve ``app`` on ``host:port`` on the running loop, within ``limits``."""
-    runner = web.AppRunner(app, access_log=None)
+    # A handler is cancelled when its client goes away: a stream ends then, not at its next write.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     server = runner.server
     assert server is not None

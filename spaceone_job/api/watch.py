@@ -10,16 +10,17 @@ per change for all its watchers. It sends a keep-alive when nothing was sent for
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import grpc
 
 from spaceone_job import auth, errors, observe
 from spaceone_job.api import render
-from spaceone_job.api.servicer import Gate, readable
+from spaceone_job.api.servicer import Gate, Metadata, readable
 from spaceone_job.auth import Authenticator, Caller
 from spaceone_job.changes import ChangeHub, Feed, seen
 from spaceone_job.lifecycle import FINISHED
@@ -62,35 +63,51 @@ class WatchServicer(producer_pb2_grpc.WatchServicer):
         with self.gate.slot():
             return self.service.get(caller, job_id)
 
+    @contextlib.contextmanager
+    def observed(self, metadata: Metadata, route: str = "") -> Iterator[observe.Call]:
+        """One call line when the stream ends: how long it lasted, why it ended, and the HTTP
+        ``route`` it came by, if any."""
+        with observe.observed(METHOD, dict(metadata), stream=True) as call:
+            call.route = route
+            yield call
+
+    async def events(
+        self, request: producer_pb2.WatchRequest, metadata: Metadata, call: observe.Call
+    ) -> AsyncGenerator[producer_pb2.WatchEvent | errors.ServiceError, None]:
+        """The stream, whatever it goes over: the job now, at each change, keep-alives between,
+        until the job finishes; or, as its last item, the error it ends with."""
+        try:
+            caller = await self.hub.run(self._caller, metadata, request)
+            call.domain_id = caller.domain_id
+            with self.hub.watching(request.job_id, auth.token_from(metadata)) as feed:
+                # Watching first, then the read: a change in between is not missed.
+                doc = await self.hub.run(self._get, caller, request.job_id)
+                async for event in self._events(caller, feed, doc):
+                    yield event
+            call.ended = "finished"
+        except Exception as exc:
+            error = errors.as_service_error(exc)
+            call.code, call.error_code, call.reason = error.status_code, error.code, error.message
+            call.ended = error.code
+            yield error
+        except BaseException:  # the client went away: the generator is closed or cancelled
+            call.code, call.ended = grpc.StatusCode.CANCELLED, "client went away"
+            raise
+
     async def watch(
         self, request: producer_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[producer_pb2.WatchEvent]:
-        """The job now, at each change, keep-alives between; ends when the job finishes."""
+        """The stream over gRPC: its error as the call's status."""
         metadata = tuple(context.invocation_metadata() or ())
-        # One call line when the stream ends: how long it lasted and why it ended.
-        with observe.observed(METHOD, dict(metadata), stream=True) as call:
+        with self.observed(metadata) as call:
             context.set_trailing_metadata(call.trailing_metadata)
-            try:
-                caller = await self.hub.run(self._caller, metadata, request)
-                call.domain_id = caller.domain_id
-                with self.hub.watching(request.job_id, auth.token_from(metadata)) as feed:
-                    # Watching first, then the read: a change in between is not missed.
-                    doc = await self.hub.run(self._get, caller, request.job_id)
-                    async for event in self._events(caller, feed, doc):
-                        yield event
-                call.ended = "finished"
-            except Exception as exc:
-                error = errors.as_service_error(exc)
-                call.code, call.error_code, call.reason = (
-                    error.status_code,
-                    error.code,
-                    error.message,
-                )
-                call.ended = error.code
-                await errors.abort_on_loop(context, error, call.trailing_metadata)
-            except BaseException:  # the client went away: the generator is closed or cancelled
-                call.code, call.ended = grpc.StatusCode.CANCELLED, "client went away"
-                raise
+            # Closed within the call: a client that goes away is in its line.
+            async with contextlib.aclosing(self.events(request, metadata, call)) as items:
+                async for item in items:
+                    if isinstance(item, errors.ServiceError):
+                        await errors.abort_on_loop(context, item, call.trailing_metadata)
+                    else:
+                        yield item
 
     async def _events(
         self, caller: Caller, feed: Feed, doc: Document

@@ -82,3 +82,19 @@ def head(path: str, *fields: str, body: bytes = b"") -> bytes:
     """A POST request's bytes, with ``fields`` as its header lines."""
     lines = [f"POST {path} HTTP/1.1", "Host: localhost", *fields, f"Content-Length: {len(body)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def stream(
+    live: Live, path: str, body: dict[str, Any], headers: dict[str, str], timeout: float = 10
+) -> tuple[int, list[dict[str, Any]], dict[str, str]]:
+    """A streaming HTTP call: status, the JSON lines (or the one refusal), headers."""
+    sent = {"Content-Type": "application/json", **headers}
+    url = f"http://127.0.0.1:{live.app.http_port}{path}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=sent)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            assert answer.headers["Content-Type"] == "application/x-ndjson"
+            lines = [json.loads(line) for line in answer]
+            return answer.status, lines, dict(answer.headers)
+    except urllib.error.HTTPError as refused:
+        return refused.code, [json.loads(refused.read())], dict(refused.headers)
