@@ -47,6 +47,9 @@ proto: $(STAMP)
 	  --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) --grpc_python_out=$(PROTO_OUT) $(PROTOS)
 	# Our extensions are a subpackage of the service's own package: a regular package, then.
 	touch $(PROTO_OUT)/spaceone_job/v1/__init__.py
+	# The protos' comments (the stubs carry none), for the OpenAPI document's descriptions.
+	$(PY) -m grpc_tools.protoc -Iproto -I$(GOOGLEAPIS) --include_source_info \
+	  --descriptor_set_out=$(PROTO_OUT)/spaceone_job/v1/sources.binpb $(PROTOS)
 
 protoset: $(STAMP)
 	mkdir -p $(dir $(PROTOSET))

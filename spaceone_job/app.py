@@ -347,7 +347,11 @@ class App:
         served_ = [(SERVICES[name], s) for name, s in self.servicers.items()]
         routes = http.routes([*served_, (SERVICES[WATCH_SERVICE], self.watch)])
         app = http.application(
-            routes, served.pool, self.settings.max_receive_message_bytes, lambda: served.serving
+            routes,
+            served.pool,
+            self.settings.max_receive_message_bytes,
+            lambda: served.serving,
+            version(),
         )
         tls = server.ssl_context(self.settings)
         limits = http.Limits(

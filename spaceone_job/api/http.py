@@ -23,7 +23,7 @@ import json
 import logging
 import re
 import ssl
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -35,9 +35,10 @@ import prometheus_client
 from aiohttp import web
 from google.api import annotations_pb2
 from google.protobuf import json_format, message, message_factory
-from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from spaceone_job import observe
+from spaceone_job.api import openapi
 from spaceone_job.api.servicer import NO_DEADLINE_S, Metadata, Rpc, Servicer, counting_down
 from spaceone_job.errors import Code, ServiceError
 
@@ -115,7 +116,12 @@ class Route:
     paths: tuple[str, ...]
     servicer: Any
     rpc: Rpc[Any, Any] | None
-    request: type[message.Message]
+    method: MethodDescriptor
+
+    @property
+    def request(self) -> type[message.Message]:
+        """The request message's class."""
+        return message_factory.GetMessageClass(self.method.input_type)
 
 
 def console_path(path: str) -> str:
@@ -134,8 +140,7 @@ def routes(served: Iterable[tuple[ServiceDescriptor, Servicer | Streaming]]) -> 
                 continue
             rpc_ = None if method.server_streaming else vars(type(servicer))[method.name]
             paths = tuple(dict.fromkeys((rule.post, console_path(rule.post))))
-            kind = message_factory.GetMessageClass(method.input_type)
-            found.append(Route(paths, servicer, rpc_, kind))
+            found.append(Route(paths, servicer, rpc_, method))
     return found
 
 
@@ -393,6 +398,9 @@ class _Full(asyncio.Protocol):
         transport.close()
 
 
+OPENAPI_PATH = "/openapi.json"
+
+
 def _probes(ready: Callable[[], bool]) -> list[web.RouteDef]:
     """Kubernetes' httpGet probes: alive while the process serves; ready while gRPC health says
     SERVING (the database answers, and no SIGTERM yet)."""
@@ -409,12 +417,27 @@ def _probes(ready: Callable[[], bool]) -> list[web.RouteDef]:
 
 
 def application(
-    routes_: Iterable[Route], pool: Executor, max_body_bytes: int, ready: Callable[[], bool]
+    routes_: Sequence[Route],
+    pool: Executor,
+    max_body_bytes: int,
+    ready: Callable[[], bool],
+    version: str,
 ) -> web.Application:
-    """The aiohttp application serving ``routes_`` (bodies up to ``max_body_bytes``) and the
-    probes (``ready``: whether health answers SERVING)."""
+    """The aiohttp application serving ``routes_`` (bodies up to ``max_body_bytes``), the
+    probes (``ready``: whether health answers SERVING) and their OpenAPI document."""
     app = web.Application(client_max_size=max_body_bytes, middlewares=[_as_json])
-    app.router.add_routes(_probes(ready))
+    probes = _probes(ready)
+    operations = [
+        (r.method.full_name, r.paths, r.method.input_type, r.method.output_type, r.rpc is None)
+        for r in routes_
+    ]
+    gets = [probe.path for probe in probes if isinstance(probe, web.RouteDef)] + [OPENAPI_PATH]
+    described = openapi.document(operations, gets, version)
+
+    async def document(request: web.Request) -> web.Response:
+        return web.json_response(described)
+
+    app.router.add_routes([*probes, web.get(OPENAPI_PATH, document)])
     for route in routes_:
         handler = _handler(route, pool) if route.rpc is not None else _stream_handler(route)
         for path in route.paths:
