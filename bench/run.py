@@ -44,6 +44,8 @@ ROUNDS = 3
 THREADS = 64 + 8  # our default: --max-concurrent-rpcs 64 plus the refusing threads
 # The scenarios run again on a server whose store answers from memory (bench/canned.py).
 CANNED = ("get", "list 20", "list, 3 conditions, 50", "stat status x month")
+# The scenarios run again as JSON over HTTP, on the same server.
+OVER_HTTP = ("get", "list 20")
 Results = dict[tuple[str, int], dict[str, Any]]
 
 
@@ -187,17 +189,21 @@ def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log.open("w"))
 
 
-def bench_size(n: int, work: Path, canned: bool) -> tuple[Results, Results]:
-    """Every scenario at both concurrencies, ours and the ceiling's; with ``canned``, also the
+def bench_size(n: int, work: Path, first: bool) -> tuple[Results, Results, Results]:
+    """Every scenario at both concurrencies, ours and the ceiling's; at the ``first`` size,
+    also the scenarios of OVER_HTTP over gRPC and HTTP in turns on the same server, and the
     server on a store of canned answers (:mod:`canned`) in the scenarios of CANNED."""
     now = datetime.now(UTC).replace(tzinfo=None)
     jobs = seed_jobs(n, now)
     seed_file = work / f"seed-{n}.jsonl"
     seed_file.write_text("".join(json.dumps(j) + "\n" for j in jobs))
     state = work / "state"
-    port, ceiling_port = free_port(), free_port()
+    port, ceiling_port, http_port = free_port(), free_port(), free_port()
     serve = [str(BIN / "spaceone-job"), "serve", "--host=127.0.0.1", f"--port={port}"]
-    ours = start([*serve, f"--seed={seed_file}", f"--state-dir={state}"], work / f"server-{n}.log")
+    ours = start(
+        [*serve, f"--seed={seed_file}", f"--state-dir={state}", f"--http-port={http_port}"],
+        work / f"server-{n}.log",
+    )
     ceiling = None
     try:
         wait_ready(f"127.0.0.1:{port}")
@@ -253,8 +259,24 @@ def bench_size(n: int, work: Path, canned: bool) -> tuple[Results, Results]:
                     f"(ceiling {bare['rps']:8.0f})",
                     flush=True,
                 )
+        over_http: Results = {}
+        for name, concurrency in itertools.product(OVER_HTTP if first else (), CONCURRENCY):
+            method = plan[name][0]
+            grpc_run, http_run = drive_turns(
+                [f"127.0.0.1:{port}", f"http://127.0.0.1:{http_port}"],
+                method,
+                files[name],
+                token,
+                concurrency,
+            )
+            over_http[(name, concurrency)] = {"grpc": grpc_run, "http": http_run}
+            print(
+                f"http    {name:<22} c={concurrency}  {http_run['rps']:8.0f} rps "
+                f"(gRPC {grpc_run['rps']:8.0f})",
+                flush=True,
+            )
         canned_results: Results = {}
-        if canned:
+        if first:
             ours.terminate()
             ours.wait(30)
             ceiling.terminate()
@@ -293,7 +315,7 @@ def bench_size(n: int, work: Path, canned: bool) -> tuple[Results, Results]:
                         f"(ceiling of our shape {shaped['rps']:8.0f})",
                         flush=True,
                     )
-        return results, canned_results
+        return results, canned_results, over_http
     finally:
         for process in (ours, ceiling):
             if process is not None:
@@ -331,7 +353,7 @@ def recorded(path: Path) -> dict[tuple[str, str, str], tuple[float, float]]:
     return rows
 
 
-def report(results: dict[int, Results], canned: Results, render: str) -> str:
+def report(results: dict[int, Results], canned: Results, over_http: Results, render: str) -> str:
     small, large = SIZES
     before = recorded(HERE / "RESULTS.md")
     lines = [
@@ -404,6 +426,31 @@ def report(results: dict[int, Results], canned: Results, render: str) -> str:
             f"{rps(ceiling['rps'])} | {100 * ours['rps'] / ceiling['rps']:.0f} % | "
             f"{rps(shaped['rps'])} | {100 * ours['rps'] / shaped['rps']:.0f} % | {cost} |"
         )
+    lines += [
+        "",
+        "## JSON over HTTP",
+        "",
+        f"The same server at {small:,} jobs, the same requests as JSON bodies on the documented",
+        "paths (`POST /cost-analysis/v1/job/get`, ...), from the same driver: a keep-alive",
+        "connection per client thread (`http.client`), gRPC and HTTP taking turns. Both clients",
+        "are Python in one process, so the ratio compares the two fronts at equal client cost.",
+        "",
+        "| scenario | conc. | gRPC RPS | HTTP RPS | HTTP / gRPC | HTTP p50 ms | HTTP p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (name, concurrency), cell in over_http.items():
+        over_grpc, over = cell["grpc"], cell["http"]
+        lines.append(
+            f"| {name} | {concurrency} | {rps(over_grpc['rps'])} | {rps(over['rps'])} | "
+            f"{100 * over['rps'] / over_grpc['rps']:.0f} % | {over['p50_ms']:.2f} | "
+            f"{over['p99_ms']:.2f} |" + (f" errors: {over['errors']}" if over["errors"] else "")
+        )
+    http_get = over_http[("get", 1)]
+    lines += [
+        "",
+        "**Target HTTP `get` >= 50 % of gRPC `get` (concurrency 1):"
+        f" {100 * http_get['http']['rps'] / http_get['grpc']['rps']:.0f} %.**",
+    ]
     lines += ["", render, "", (HERE / "reading.md").read_text().rstrip()]
     return "\n".join(lines) + "\n"
 
@@ -412,14 +459,16 @@ def main() -> None:
     """Run every scenario; print the report, and record it in bench/RESULTS.md with --record."""
     results: dict[int, Results] = {}
     canned: Results = {}
+    over_http: Results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in SIZES:
-            results[n], found = bench_size(n, Path(tmp), canned=n == SIZES[0])
+            results[n], found, http_found = bench_size(n, Path(tmp), first=n == SIZES[0])
             canned.update(found)
+            over_http.update(http_found)
     render = subprocess.run(
         [sys.executable, str(HERE / "render.py")], capture_output=True, text=True, check=True
     ).stdout
-    text = report(results, canned, render)
+    text = report(results, canned, over_http, render)
     if "--record" in sys.argv[1:]:
         results_file = HERE / "RESULTS.md"
         old = results_file.read_text() if results_file.exists() else ""
