@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import ssl
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -309,3 +312,30 @@ def test_an_http_call_logs_its_line_with_the_route_it_came_by(
         "OK",
         "/cost-analysis/job/list",
     )
+
+
+def https_list(live: Live, token: str, pki: dict[str, Path], client_cert: bool) -> int | str:
+    """A list over HTTPS, trusting the test CA (with the client certificate, or none): its
+    status, or "refused" when the handshake is."""
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    if client_cert:
+        context.load_cert_chain(pki["client"], pki["client_key"])
+    url = f"https://localhost:{live.app.http_port}/cost-analysis/v1/job/list"
+    headers = {"Content-Type": "application/json", "token": token}
+    request = urllib.request.Request(url, data=b"{}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+            return int(answer.status)
+    except (urllib.error.URLError, ssl.SSLError, ConnectionError):
+        return "refused"
+
+
+def test_http_serves_tls_and_mutual_tls_from_the_grpc_ports_files(
+    serve: Serve, token: Token, pki: dict[str, Path]
+) -> None:
+    files = {"tls_cert": str(pki["server"]), "tls_key": str(pki["server_key"])}
+    tls = serve(host="localhost", http_port=0, **files)
+    assert https_list(tls, token(), pki, client_cert=False) == 200
+    mutual = serve(host="localhost", http_port=0, tls_client_ca=str(pki["ca"]), **files)
+    assert https_list(mutual, token(), pki, client_cert=True) == 200
+    assert https_list(mutual, token(), pki, client_cert=False) == "refused"
