@@ -194,32 +194,22 @@ def as_service_error(exc: BaseException) -> ServiceError:
     return translate(exc) if translate is not None else unexpected(exc)
 
 
-def _status(
-    error: ServiceError, trailing_metadata: tuple[tuple[str, str], ...]
+def status_of(
+    error: ServiceError, trailing_metadata: tuple[tuple[str, str], ...] = ()
 ) -> tuple[grpc.StatusCode, str, tuple[tuple[str, Any], ...]]:
+    """The status code, details and trailers (``trailing_metadata`` and the rich status) a
+    call refused with ``error`` ends with."""
     status = error.to_status()
     return status.code, status.details, (*trailing_metadata, *status.trailing_metadata)
 
 
-def abort(
-    context: grpc.ServicerContext,
-    error: ServiceError,
-    trailing_metadata: tuple[tuple[str, str], ...] = (),
-) -> NoReturn:
-    """End the call with the status for ``error`` (and any other trailing metadata)."""
-    code, details, trailers = _status(error, trailing_metadata)
-    # abort_with_status amounts to this; spelled out, it also works under grpcio-testing.
-    context.set_trailing_metadata(trailers)
-    context.abort(code, details)
-    raise AssertionError("abort returned")  # pragma: no cover
-
-
-async def abort_on_loop(
+async def abort(
     context: grpc.aio.ServicerContext,
     error: ServiceError,
     trailing_metadata: tuple[tuple[str, str], ...] = (),
 ) -> NoReturn:
-    """:func:`abort` for a coroutine handler of the asyncio server."""
-    code, details, trailers = _status(error, trailing_metadata)
+    """End the call with the status for ``error`` (and any other trailing metadata): the one
+    way a gRPC call of the server is refused."""
+    code, details, trailers = status_of(error, trailing_metadata)
     await context.abort(code, details, trailers)
     raise AssertionError("abort returned")  # pragma: no cover

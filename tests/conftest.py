@@ -51,6 +51,7 @@ from spaceone_job.store.model import Job, JobTask, new_document
 from spaceone_job.store.mongo import MongoStore
 from spaceone_job.store.protocol import Store
 
+from .support.blocking import Blocking
 from .support.wire_server import Wire
 
 hypothesis_settings.register_profile("default", max_examples=100, deadline=None)
@@ -272,7 +273,8 @@ class InProcess:
 
     def __init__(self, *servicers: Any) -> None:
         self.server = grpc_testing.server_from_dictionary(
-            {DESCRIPTORS[type(s).__name__]: s for s in servicers}, grpc_testing.strict_real_time()
+            {DESCRIPTORS[type(s).__name__]: Blocking(s) for s in servicers},
+            grpc_testing.strict_real_time(),
         )
         self._services = [DESCRIPTORS[type(s).__name__] for s in servicers]
 

@@ -1,14 +1,15 @@
 """The Job and JobTask servicers: protobuf in -> plain values -> service -> renderer -> out.
 
-Each method authenticates the caller, checks the method's permission, and hands plain values to
-the service; every failure leaves through :func:`spaceone_job.errors.abort`, the one error path.
+Each method is an :class:`Rpc`: one call body (gate, token, permission, the method, the call's
+log line, metrics and request id) that the asyncio server (:class:`OnLoop`) and the HTTP front
+both run; a refused gRPC call leaves through :func:`spaceone_job.errors.abort`, the one error
+path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import math
 import threading
 import time
@@ -20,14 +21,14 @@ from typing import Any, Generic, TypeVar
 import grpc
 from google.protobuf import json_format, message, message_factory, struct_pb2
 from google.protobuf.descriptor import ServiceDescriptor
-from spaceone.api.cost_analysis.v1 import job_pb2, job_pb2_grpc, job_task_pb2, job_task_pb2_grpc
+from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 
 from spaceone_job import auth, errors, observe
 from spaceone_job.api import render
 from spaceone_job.auth import Authenticator, Caller
 from spaceone_job.producer import Producers
 from spaceone_job.service import JobService, ReadService
-from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
+from spaceone_job.v1 import producer_pb2
 
 Request = TypeVar("Request", bound=message.Message)
 Response = TypeVar("Response", bound=message.Message)
@@ -64,8 +65,7 @@ class Outcome(Generic[Response]):
 
 class Rpc(Generic[Request, Response]):
     """One RPC: authenticate, authorize ``permission``, run the method, map any failure to a
-    status. Read from a servicer it is grpcio's plain handler (any thread, grpcio-testing);
-    :class:`OnLoop` makes it a coroutine for the asyncio server.
+    status. :class:`OnLoop` makes it a coroutine for the asyncio server.
 
     ``lookup``: the method reads one document by its id, so that on a store in memory, with keys
     that need no network, it never waits and may run on the event loop.
@@ -109,18 +109,6 @@ class Rpc(Generic[Request, Response]):
                 call.code, call.error_code = error.status_code, error.code
                 call.reason = error.message
         return Outcome(response, error, call.trailing_metadata)
-
-    def handle(self, servicer: Servicer, request: Request, context: grpc.ServicerContext) -> Any:
-        """grpcio's plain handler."""
-        metadata = tuple(context.invocation_metadata())
-        outcome = self.answer(servicer, request, metadata, countdown(context))
-        if outcome.error is not None:
-            errors.abort(context, outcome.error, outcome.trailing_metadata)
-        context.set_trailing_metadata(outcome.trailing_metadata)
-        return outcome.response
-
-    def __get__(self, servicer: Servicer | None, owner: type) -> Any:
-        return self if servicer is None else functools.partial(self.handle, servicer)
 
 
 def rpc(
@@ -225,7 +213,7 @@ class OnLoop:
                     pool, rpc_.answer, servicer, request, metadata, left
                 )
             if outcome.error is not None:
-                await errors.abort_on_loop(context, outcome.error, outcome.trailing_metadata)
+                await errors.abort(context, outcome.error, outcome.trailing_metadata)
             context.set_trailing_metadata(outcome.trailing_metadata)
             return outcome.response
 
@@ -356,7 +344,7 @@ def _stat_query(request: job_pb2.JobStatQuery | job_task_pb2.JobTaskStatQuery) -
     return as_dict(request.query) if request.HasField("query") else None
 
 
-class JobServicer(Servicer, job_pb2_grpc.JobServicer):
+class JobServicer(Servicer):
     """``spaceone.api.cost_analysis.v1.Job``."""
 
     def __init__(self, service: JobService, authenticator: Authenticator, gate: Gate) -> None:
@@ -393,7 +381,7 @@ class JobServicer(Servicer, job_pb2_grpc.JobServicer):
         return render.struct(self.service.stat(caller, _stat_query(request), timeout))
 
 
-class JobTaskServicer(Servicer, job_task_pb2_grpc.JobTaskServicer):
+class JobTaskServicer(Servicer):
     """``spaceone.api.cost_analysis.v1.JobTask``."""
 
     def __init__(self, service: ReadService, authenticator: Authenticator, gate: Gate) -> None:
@@ -423,7 +411,7 @@ class JobTaskServicer(Servicer, job_task_pb2_grpc.JobTaskServicer):
         return render.struct(self.service.stat(caller, _stat_query(request), timeout))
 
 
-class ProducerServicer(Servicer, producer_pb2_grpc.ProducerServicer):
+class ProducerServicer(Servicer):
     """``spaceone_job.v1.Producer``: schedulers and workers."""
 
     def __init__(self, producers: Producers, authenticator: Authenticator, gate: Gate) -> None:

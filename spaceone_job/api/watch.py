@@ -105,7 +105,7 @@ class WatchServicer(producer_pb2_grpc.WatchServicer):
             async with contextlib.aclosing(self.events(request, metadata, call)) as items:
                 async for item in items:
                     if isinstance(item, errors.ServiceError):
-                        await errors.abort_on_loop(context, item, call.trailing_metadata)
+                        await errors.abort(context, item, call.trailing_metadata)
                     else:
                         yield item
 
