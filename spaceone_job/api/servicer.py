@@ -94,15 +94,9 @@ class Rpc(Generic[Request, Response]):
         with observe.observed(self.name, dict(metadata)) as call:
             call.route = route
             try:
-                # Before the slot: a token whose domain's key is not cached yet may wait on
-                # identity, and that wait has its own bound (identity.MAX_WAITING); callers
-                # whose keys are cached are never refused because others wait.
-                servicer.gate.admit()
-                caller = servicer.authenticator.authenticate(metadata, left())
-                call.domain_id = caller.domain_id
+                caller = servicer.let_in(call, metadata, left())
                 with servicer.gate.slot():
-                    auth.authorize(caller, self.permission)
-                    readable(request)
+                    permitted(caller, self.permission, request)
                     response = self.method(servicer, request, caller, left())
             except Exception as exc:
                 error = errors.as_service_error(exc)
@@ -338,6 +332,21 @@ class Servicer:
         self.authenticator = authenticator
         self.gate = gate
         self.in_memory = in_memory
+
+    def let_in(self, call: observe.Call, metadata: Metadata, left: float | None) -> Caller:
+        """The caller of a new call: refused while the server stops, then its token verified
+        (a key not cached yet may wait on identity, within ``left``: before any slot, so that
+        callers whose keys are cached are never refused because others wait)."""
+        self.gate.admit()
+        caller = self.authenticator.authenticate(metadata, left)
+        call.domain_id = caller.domain_id
+        return caller
+
+
+def permitted(caller: Caller, permission: str, request: Any) -> None:
+    """Refuse a caller without ``permission``, or a request that could not be parsed."""
+    auth.authorize(caller, permission)
+    readable(request)
 
 
 def _stat_query(request: job_pb2.JobStatQuery | job_task_pb2.JobTaskStatQuery) -> Any:

@@ -20,19 +20,19 @@ import grpc
 
 from spaceone_job import auth, errors, observe
 from spaceone_job.api import render
-from spaceone_job.api.servicer import Gate, Metadata, readable
+from spaceone_job.api.servicer import Gate, Metadata, Servicer, permitted
 from spaceone_job.auth import Authenticator, Caller
 from spaceone_job.changes import ChangeHub, Feed, seen
 from spaceone_job.lifecycle import FINISHED
 from spaceone_job.service import JobService
 from spaceone_job.store.documents import Document
-from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
+from spaceone_job.v1 import producer_pb2
 
 # The method name of its call line and metrics, as the other calls have theirs.
 METHOD = "watch"
 
 
-class WatchServicer(producer_pb2_grpc.WatchServicer):
+class WatchServicer(Servicer):
     """Follows one job for a caller who may read it."""
 
     def __init__(
@@ -43,20 +43,17 @@ class WatchServicer(producer_pb2_grpc.WatchServicer):
         keepalive_s: float,
         gate: Gate,
     ) -> None:
+        super().__init__(authenticator, gate)
         self.service = service
-        self.authenticator = authenticator
         self.hub = hub
         self.keepalive_s = keepalive_s
-        self.gate = gate
         self._rendered: weakref.WeakKeyDictionary[Feed, tuple[int, producer_pb2.WatchEvent]] = (
             weakref.WeakKeyDictionary()
         )
 
-    def _caller(self, metadata: Any, request: Any) -> Caller:
-        self.gate.admit()
-        caller = self.authenticator.authenticate(metadata)
-        auth.authorize(caller, auth.READ)
-        readable(request)
+    def _caller(self, call: observe.Call, metadata: Metadata, request: Any) -> Caller:
+        caller = self.let_in(call, metadata, None)
+        permitted(caller, auth.READ, request)
         return caller
 
     def _get(self, caller: Caller, job_id: str) -> Document:
@@ -77,8 +74,7 @@ class WatchServicer(producer_pb2_grpc.WatchServicer):
         """The stream, whatever it goes over: the job now, at each change, keep-alives between,
         until the job finishes; or, as its last item, the error it ends with."""
         try:
-            caller = await self.hub.run(self._caller, metadata, request)
-            call.domain_id = caller.domain_id
+            caller = await self.hub.run(self._caller, call, metadata, request)
             with self.hub.watching(request.job_id, auth.token_from(metadata)) as feed:
                 # Watching first, then the read: a change in between is not missed.
                 doc = await self.hub.run(self._get, caller, request.job_id)
