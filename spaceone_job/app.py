@@ -245,7 +245,7 @@ class App:
             self.service, authenticator, self.hub, settings.watch_keepalive_s, self.gate
         )
         self.seeded = (0, 0)
-        self.sweeper = Sweeper(self.lifecycle, settings.timeout_s, settings.sweep_interval_s)
+        self.sweeper = Sweeper(self.lifecycle.jobs, settings.timeout_s, settings.sweep_interval_s)
         self.served: Served | None = None
         self.monitor: HealthMonitor | None = None
         self.metrics: WSGIServer | None = None

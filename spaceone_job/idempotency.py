@@ -12,7 +12,7 @@ makes, in the same write, as a record of three parts:
   the first request's result;
 - ``answer`` (a task's reports): the fields of the task that the answer held and that change
   later (status, count, times), so that a retry, however late, is answered as the first call
-  was. A job's first answer is known from the job itself (see ``lifecycle._as_created``).
+  was. A job's first answer is known from the job itself (see ``lifecycle.jobs._as_created``).
 """
 
 from __future__ import annotations

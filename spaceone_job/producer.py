@@ -115,8 +115,11 @@ class Producers:
                 f"{' + '.join(parts)} take {size} bytes; at most {self.bounds.values_bytes}.",
             )
 
-    def create_job(self, caller: Caller, request: Mapping[str, Any]) -> Created:
-        """A job with its tasks in the caller's domain (and workspace, for a workspace one)."""
+    def create_job(
+        self, caller: Caller, request: Mapping[str, Any], timeout: float | None = None
+    ) -> Created:
+        """A job with its tasks in the caller's domain (and workspace, for a workspace one),
+        within the call's ``timeout`` (so are the reports below)."""
         _writer(caller)
         identified = _request("create_job", request)
         data_source_id = _text(request, "data_source_id")
@@ -152,6 +155,7 @@ class Producers:
             changed=changed,
             synced_accounts=accounts,
             request=identified,
+            timeout=timeout,
         )
 
     def _spec(self, raw: Mapping[str, Any], where: str) -> TaskSpec:
@@ -171,14 +175,18 @@ class Producers:
             scope["workspace_id"] = caller.workspace_id
         return task_id, scope
 
-    def start_task(self, caller: Caller, request: Mapping[str, Any]) -> Document:
+    def start_task(
+        self, caller: Caller, request: Mapping[str, Any], timeout: float | None = None
+    ) -> Document:
         """PENDING -> IN_PROGRESS."""
         _writer(caller)
         identified = _request("start_task", request)
         task_id, scope = self._scope(caller, request)
-        return self.lifecycle.start_task(task_id, identified, scope)
+        return self.lifecycle.start_task(task_id, identified, scope, timeout)
 
-    def report_progress(self, caller: Caller, request: Mapping[str, Any]) -> Document:
+    def report_progress(
+        self, caller: Caller, request: Mapping[str, Any], timeout: float | None = None
+    ) -> Document:
         """``created_count`` += the report's."""
         _writer(caller)
         identified = _request("report_progress", request)
@@ -186,9 +194,11 @@ class Producers:
         if count < 0:
             raise invalid("created_count", "a count of rows stored, 0 or more.")
         task_id, scope = self._scope(caller, request)
-        return self.lifecycle.progress(task_id, count, identified, scope)
+        return self.lifecycle.progress(task_id, count, identified, scope, timeout)
 
-    def finish_task(self, caller: Caller, request: Mapping[str, Any]) -> Document:
+    def finish_task(
+        self, caller: Caller, request: Mapping[str, Any], timeout: float | None = None
+    ) -> Document:
         """SUCCESS, or FAILURE with the report's error."""
         _writer(caller)
         identified = _request("finish_task", request)
@@ -201,4 +211,5 @@ class Producers:
             ),
             request=identified,
             scope=scope,
+            timeout=timeout,
         )

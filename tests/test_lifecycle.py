@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from spaceone.api.cost_analysis.v1 import job_pb2
 
-from spaceone_job import lifecycle as lifecycle_module
 from spaceone_job.errors import ServiceError
 from spaceone_job.idempotency import Request
 from spaceone_job.lifecycle import Created, Lifecycle, Sweeper, TaskSpec
+from spaceone_job.lifecycle import jobs as lifecycle_jobs
+from spaceone_job.lifecycle import sweeper as sweeper_module
+from spaceone_job.lifecycle.jobs import Jobs
 from spaceone_job.store.documents import Unreachable
 from spaceone_job.store.protocol import Store
 
@@ -163,7 +165,7 @@ def test_a_retried_finish_completes_what_a_crash_left_undone(
         raise ConnectionError("the process died here")
 
     with monkeypatch.context() as patched:
-        patched.setattr(lifecycle, "_settle", crash)
+        patched.setattr(lifecycle.jobs, "settle", crash)
         with pytest.raises(ConnectionError):
             lifecycle.finish_task(task_id, error_code="ERROR_PLUGIN", request=request)
     assert job_of(store, created)["status"] == "IN_PROGRESS", "the task ended, its job did not"
@@ -194,7 +196,7 @@ def test_a_clash_of_a_new_id_draws_another(
 ) -> None:
     taken = running(lifecycle, tasks=2, source="ds-1").job["job_id"]
     drawn = iter([taken, "job-00000000000b"])
-    monkeypatch.setattr(lifecycle_module, "new_job_id", lambda: next(drawn))
+    monkeypatch.setattr(lifecycle_jobs, "new_job_id", lambda: next(drawn))
     created = running(lifecycle, tasks=2, source="ds-2")
     assert created.job["job_id"] == "job-00000000000b"
     assert {t["job_id"] for t in created.tasks} == {"job-00000000000b"}
@@ -281,19 +283,21 @@ def test_replicas_sweeping_at_once_move_each_job_once(lifecycle: Lifecycle, cloc
     assert sum(moved) == 20
 
 
-def test_sweeper_thread_runs_and_stops(lifecycle: Lifecycle, clock: Clock) -> None:
+def test_sweeper_thread_runs_and_stops(
+    lifecycle: Lifecycle, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     running(lifecycle)
     clock.advance(hours=3)
     swept = threading.Event()
-    original = lifecycle.sweep_timeouts
+    original = sweeper_module.sweep_timeouts
 
-    def watched(timeout_s: int) -> int:
-        moved = original(timeout_s)
+    def watched(jobs: Jobs, timeout_s: int) -> int:
+        moved = original(jobs, timeout_s)
         swept.set()
         return moved
 
-    lifecycle.sweep_timeouts = watched  # type: ignore[method-assign]
-    sweeper = Sweeper(lifecycle, 7200, interval_s=3600)
+    monkeypatch.setattr(sweeper_module, "sweep_timeouts", watched)
+    sweeper = Sweeper(lifecycle.jobs, 7200, interval_s=3600)
     sweeper.start()
     assert swept.wait(5)
     sweeper.stop()

@@ -432,7 +432,7 @@ class ProducerServicer(Servicer):
         self, request: producer_pb2.CreateJobRequest, caller: Caller, timeout: float | None
     ) -> producer_pb2.CreatedJob:
         """A job with its tasks."""
-        created = self.producers.create_job(caller, as_dict(request))
+        created = self.producers.create_job(caller, as_dict(request), timeout)
         return producer_pb2.CreatedJob(
             job=render.job_info(created.job),
             tasks=[render.job_task_info(task) for task in created.tasks],
@@ -443,18 +443,20 @@ class ProducerServicer(Servicer):
         self, request: producer_pb2.TaskRequest, caller: Caller, timeout: float | None
     ) -> job_task_pb2.JobTaskInfo:
         """A task starts."""
-        return render.job_task_info(self.producers.start_task(caller, as_dict(request)))
+        return render.job_task_info(self.producers.start_task(caller, as_dict(request), timeout))
 
     @rpc(auth.WRITE)
     def report_progress(
         self, request: producer_pb2.ProgressRequest, caller: Caller, timeout: float | None
     ) -> job_task_pb2.JobTaskInfo:
         """A task stored more rows."""
-        return render.job_task_info(self.producers.report_progress(caller, as_dict(request)))
+        answer = self.producers.report_progress(caller, as_dict(request), timeout)
+        return render.job_task_info(answer)
 
     @rpc(auth.WRITE)
     def finish_task(
         self, request: producer_pb2.FinishTaskRequest, caller: Caller, timeout: float | None
     ) -> job_task_pb2.JobTaskInfo:
         """A task ends."""
-        return render.job_task_info(self.producers.finish_task(caller, as_dict(request)))
+        answer = self.producers.finish_task(caller, as_dict(request), timeout)
+        return render.job_task_info(answer)

@@ -1,0 +1,63 @@
+"""The timeout sweeper: running jobs that no producer touched for ``--timeout-s`` end TIMEOUT,
+on every replica at once without stepping on each other (each move is conditional)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from spaceone_job.errors import as_service_error
+from spaceone_job.lifecycle.jobs import Jobs
+from spaceone_job.lifecycle.states import QUERY_TIMEOUT_S, UNFINISHED_TASK
+from spaceone_job.store.documents import StoreError
+
+LOG = logging.getLogger(__name__)
+
+
+def sweep_timeouts(jobs: Jobs, timeout_s: int) -> int:
+    """Running jobs with no update for ``timeout_s`` -> TIMEOUT, their unfinished tasks
+    CANCELED; how many jobs moved. Each move is conditional, so replicas sweeping at once move
+    each job once."""
+    cutoff = jobs.clock() - timedelta(seconds=timeout_s)
+    stale = {"status": "IN_PROGRESS", "updated_at": {"$lt": cutoff}}
+    found = jobs.jobs.find(
+        stale, projection={"job_id": 1}, sort=[], skip=0, limit=0, timeout=QUERY_TIMEOUT_S
+    )
+    moved = 0
+    for job in found:
+        now = jobs.clock()
+        done = jobs.jobs.update_one(
+            {"job_id": job["job_id"], **stale},
+            {"$set": {"status": "TIMEOUT", "finished_at": now, "updated_at": now}},
+        )
+        if done is not None:
+            jobs.cancel_tasks(job["job_id"], UNFINISHED_TASK)
+            moved += 1
+    if moved:
+        LOG.info("sweeper: %d job(s) timed out after %d s without an update", moved, timeout_s)
+    return moved
+
+
+class Sweeper(threading.Thread):
+    """Runs :func:`sweep_timeouts` every ``interval_s`` until stopped."""
+
+    def __init__(self, jobs: Jobs, timeout_s: int, interval_s: float) -> None:
+        super().__init__(name="timeout-sweeper", daemon=True)
+        self.jobs = jobs
+        self.timeout_s = timeout_s
+        self.interval_s = interval_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        """Sweep, wait, repeat; a database outage is logged and retried next round."""
+        while not self.stopped.is_set():
+            try:
+                sweep_timeouts(self.jobs, self.timeout_s)
+            except StoreError as exc:
+                LOG.warning("sweeper: %s", as_service_error(exc).details)
+            self.stopped.wait(self.interval_s)
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current round."""
+        self.stopped.set()
