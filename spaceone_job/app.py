@@ -36,7 +36,8 @@ from spaceone_job.changes import ChangeHub
 from spaceone_job.config import SettingError, Settings, flag
 from spaceone_job.errors import as_service_error
 from spaceone_job.identity import MAX_WAITING, Identity, channel_to
-from spaceone_job.lifecycle import Lifecycle, Sweeper
+from spaceone_job.lifecycle import Lifecycle, Sweeper, retention
+from spaceone_job.lifecycle.retention import Retention
 from spaceone_job.producer import Bounds, Producers
 from spaceone_job.query.filters import Limits
 from spaceone_job.server import Served, StartError
@@ -245,7 +246,10 @@ class App:
             self.service, authenticator, self.hub, settings.watch_keepalive_s, self.gate
         )
         self.seeded = (0, 0)
-        self.sweeper = Sweeper(self.lifecycle.jobs, settings.timeout_s, settings.sweep_interval_s)
+        self.retention = Retention(settings.retain_finished_days, settings.keep_finished_per_source)
+        self.sweeper = Sweeper(
+            self.lifecycle.jobs, settings.timeout_s, settings.sweep_interval_s, self.retention
+        )
         self.served: Served | None = None
         self.monitor: HealthMonitor | None = None
         self.metrics: WSGIServer | None = None
@@ -267,6 +271,7 @@ class App:
                 created = store.ensure_indexes()
                 if created:
                     LOG.info("%s indexes created: %s", store.key, ", ".join(created))
+            retention.expire(self.store, self.retention)
         else:
             LOG.warning("database unreachable at start; indexes will not be created now")
         if self.settings.seed:
@@ -307,10 +312,10 @@ class App:
         if not self.store.in_memory:  # else this process's writes are all the writes
             for store in (self.store, self.tasks):
                 ChangeFeed(store, self.hub).start()
-        if self.settings.timeout_s > 0:
+        if self.settings.timeout_s == 0:
+            LOG.info("jobs never time out (--timeout-s 0)")
+        if self.sweeper.needed:
             self.sweeper.start()
-        else:
-            LOG.info("timeout sweeper off (--timeout-s 0)")
         if api_implementation.Type() != "upb":
             LOG.warning(
                 "protobuf runs on its %s backend; upb is several times faster",

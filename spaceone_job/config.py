@@ -77,9 +77,15 @@ class Settings:
     )
     identity_key_ttl_s: float = _setting(300.0, "how long a domain's key from identity is kept")
     timeout_s: int = _setting(
-        7200, "IN_PROGRESS jobs with no update this long become TIMEOUT (0 = sweeper off)"
+        7200, "IN_PROGRESS jobs with no update this long become TIMEOUT (0 = never)"
     )
-    sweep_interval_s: int = _setting(60, "how often the timeout sweeper runs")
+    sweep_interval_s: int = _setting(60, "how often the sweeper (timeouts, retention) runs")
+    retain_finished_days: int = _setting(
+        0, "finished jobs are deleted with their tasks this many days after (0 = kept forever)"
+    )
+    keep_finished_per_source: int = _setting(
+        0, "finished jobs kept per data source, the newest; older ones deleted (0 = no limit)"
+    )
     max_page_limit: int = _setting(1000, "most results one list call returns")
     query_timeout_ms: int = _setting(10000, "time limit of one database query")
     db_timeout_ms: int = _setting(5000, "longest wait for an unreachable database")
@@ -197,7 +203,10 @@ def _ranges(s: Settings) -> str | None:
         if not -1 <= getattr(s, name) <= 65535:
             return f"{flag(name)} is -1 (off) or 0 to 65535; got {getattr(s, name)}"
     if s.timeout_s < 0:
-        return f"{flag('timeout_s')} is 0 (sweeper off) or more seconds; got {s.timeout_s}"
+        return f"{flag('timeout_s')} is 0 (never) or more seconds; got {s.timeout_s}"
+    for name in ("retain_finished_days", "keep_finished_per_source"):
+        if getattr(s, name) < 0:
+            return f"{flag(name)} is 0 (off) or more; got {getattr(s, name)}"
     if s.max_error_message_bytes < 16:
         return f"{flag('max_error_message_bytes')} is 16 or more; got {s.max_error_message_bytes}"
     if s.max_reports_per_task < 2:

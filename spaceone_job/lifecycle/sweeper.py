@@ -1,5 +1,6 @@
-"""The timeout sweeper: running jobs that no producer touched for ``--timeout-s`` end TIMEOUT,
-on every replica at once without stepping on each other (each move is conditional)."""
+"""The sweeper: running jobs that no producer touched for ``--timeout-s`` end TIMEOUT, on every
+replica at once without stepping on each other (each move is conditional); and, when retention is
+on, finished jobs past it are deleted with their tasks (:mod:`.retention`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import timedelta
 
 from spaceone_job.errors import as_service_error
 from spaceone_job.lifecycle.jobs import Jobs
+from spaceone_job.lifecycle.retention import Retention, sweep_retention
 from spaceone_job.lifecycle.states import QUERY_TIMEOUT_S, UNFINISHED_TASK
 from spaceone_job.store.documents import StoreError
 
@@ -40,20 +42,36 @@ def sweep_timeouts(jobs: Jobs, timeout_s: int) -> int:
 
 
 class Sweeper(threading.Thread):
-    """Runs :func:`sweep_timeouts` every ``interval_s`` until stopped."""
+    """Every ``interval_s`` until stopped: :func:`sweep_timeouts` (``timeout_s`` 0: not), then
+    :func:`sweep_retention` (when ``retention`` is on)."""
 
-    def __init__(self, jobs: Jobs, timeout_s: int, interval_s: float) -> None:
-        super().__init__(name="timeout-sweeper", daemon=True)
+    def __init__(
+        self,
+        jobs: Jobs,
+        timeout_s: int,
+        interval_s: float,
+        retention: Retention = Retention(),  # noqa: B008 (frozen)
+    ) -> None:
+        super().__init__(name="sweeper", daemon=True)
         self.jobs = jobs
         self.timeout_s = timeout_s
         self.interval_s = interval_s
+        self.retention = retention
         self.stopped = threading.Event()
+
+    @property
+    def needed(self) -> bool:
+        """Whether there is anything to sweep."""
+        return self.timeout_s > 0 or self.retention.on
 
     def run(self) -> None:
         """Sweep, wait, repeat; a database outage is logged and retried next round."""
         while not self.stopped.is_set():
             try:
-                sweep_timeouts(self.jobs, self.timeout_s)
+                if self.timeout_s > 0:
+                    sweep_timeouts(self.jobs, self.timeout_s)
+                if self.retention.on:
+                    sweep_retention(self.jobs, self.retention)
             except StoreError as exc:
                 LOG.warning("sweeper: %s", as_service_error(exc).details)
             self.stopped.wait(self.interval_s)

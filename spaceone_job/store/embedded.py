@@ -150,6 +150,10 @@ class EmbeddedStore:
         """Nothing to create: mongomock's indexes only slow inserts; see the class doc."""
         return []
 
+    def expire_finished(self, seconds: int) -> str:
+        """Nothing: mongomock expires nothing; the sweeper applies retention here."""
+        return ""
+
     def ping(self, timeout: float | None = None) -> bool:
         """Always: the documents are in this process."""
         return True

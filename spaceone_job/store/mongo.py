@@ -41,6 +41,8 @@ from spaceone_job.store.documents import (
 from spaceone_job.store.model import INTERNAL, KEYS, Job, Model
 
 LOG = logging.getLogger(__name__)
+# The TTL index of finished documents (jobs and tasks), when retention asks for one.
+TTL_INDEX = "finished_ttl"
 # Refusals that are the server's configuration, not the query's: Unauthorized, AuthenticationFailed.
 _SERVER_SIDE_CODES = frozenset({13, 18})
 DUPLICATE_KEY = 11000
@@ -142,6 +144,37 @@ class MongoStore:
                 except OperationFailure as exc:
                     LOG.warning("index %s not created: %s", keys, exc)
             return created
+
+    def expire_finished(self, seconds: int) -> str:
+        """Keep the TTL index :data:`TTL_INDEX` on ``finished_at`` expiring each document
+        ``seconds`` after it finished (one whose ``finished_at`` is null or missing never
+        expires), created, changed in place (``collMod``) or dropped (``seconds`` 0) as needed;
+        what was done ("" for nothing). A refusal is logged and the start goes on."""
+        with self._call(None):
+            present = self._collection.index_information().get(TTL_INDEX)
+            try:
+                if not seconds:
+                    if present is None:
+                        return ""
+                    self._collection.drop_index(TTL_INDEX)
+                    return "dropped"
+                if present is None:
+                    self._collection.create_index(
+                        [("finished_at", 1)], name=TTL_INDEX, expireAfterSeconds=seconds
+                    )
+                    return "created"
+                if present.get("expireAfterSeconds") == seconds:
+                    return ""
+                self._collection.database.command(
+                    {
+                        "collMod": self._collection.name,
+                        "index": {"name": TTL_INDEX, "expireAfterSeconds": seconds},
+                    }
+                )
+                return "changed"
+            except OperationFailure as exc:
+                LOG.warning("%s of %s not kept: %s", TTL_INDEX, self._collection.name, exc)
+                return ""
 
     def ping(self, timeout: float | None = None) -> bool:
         """Whether the database answers now."""

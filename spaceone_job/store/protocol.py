@@ -43,6 +43,11 @@ class Store(Protocol):
         """Create the model's indexes that are missing; the names of those created."""
         ...
 
+    def expire_finished(self, seconds: int) -> str:
+        """Let the database itself delete documents ``seconds`` after they finished (0: not);
+        what was done to make it so, "" for nothing (or no such means)."""
+        ...
+
     def ping(self, timeout: float | None = None) -> bool:
         """Whether the database answers now."""
         ...
