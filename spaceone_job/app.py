@@ -24,6 +24,7 @@ from spaceone_job import auth, memory, observe, seed, server
 from spaceone_job.api import http
 from spaceone_job.api.servicer import (
     Gate,
+    HistoryServicer,
     JobServicer,
     JobTaskServicer,
     OnLoop,
@@ -41,7 +42,7 @@ from spaceone_job.lifecycle.retention import Retention
 from spaceone_job.producer import Bounds, Producers
 from spaceone_job.query.filters import Limits
 from spaceone_job.server import Served, StartError
-from spaceone_job.service import JOB_TASKS, Clock, JobService, ReadService, utcnow
+from spaceone_job.service import JOB_TASKS, Clock, JobService, ReadService, Trails, utcnow
 from spaceone_job.store.connect import connect
 from spaceone_job.store.documents import ChangesUnavailable, StoreError
 from spaceone_job.store.model import JobTask
@@ -56,9 +57,10 @@ SERVICES: dict[str, ServiceDescriptor] = {
         job_task_pb2.DESCRIPTOR.services_by_name["JobTask"],
         producer_pb2.DESCRIPTOR.services_by_name["Producer"],
         producer_pb2.DESCRIPTOR.services_by_name["Watch"],
+        producer_pb2.DESCRIPTOR.services_by_name["History"],
     )
 }
-JOB_SERVICE, JOB_TASK_SERVICE, PRODUCER_SERVICE, WATCH_SERVICE = SERVICES
+JOB_SERVICE, JOB_TASK_SERVICE, PRODUCER_SERVICE, WATCH_SERVICE, HISTORY_SERVICE = SERVICES
 
 
 def limits_of(settings: Settings) -> Limits:
@@ -241,6 +243,9 @@ class App:
             PRODUCER_SERVICE: ProducerServicer(
                 Producers(self.lifecycle, bounds_of(settings)), authenticator, self.gate
             ),
+            HISTORY_SERVICE: HistoryServicer(
+                Trails(self.service, self.tasks), authenticator, self.gate
+            ),
         }
         self.watch = WatchServicer(
             self.service, authenticator, self.hub, settings.watch_keepalive_s, self.gate
@@ -257,9 +262,12 @@ class App:
         self.reloader: JwksReloader | None = None
 
     def _watched(self, job_id: str) -> dict[str, Any] | None:
-        """A watched job, read again for its watchers (their scope was checked as they came)."""
+        """A watched job with its own events, read again for its watchers (their scope was
+        checked as they came)."""
         return self.store.find_one(
-            {"job_id": job_id}, timeout=self.settings.query_timeout_ms / 1000
+            {"job_id": job_id},
+            {**dict.fromkeys(self.store.fields, 1), "events": 1},
+            timeout=self.settings.query_timeout_ms / 1000,
         )
 
     def prepare_store(self) -> tuple[int, int]:

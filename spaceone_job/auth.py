@@ -85,6 +85,10 @@ class Caller:
     system: bool = False
     # When the token expires (its exp, seconds since the epoch).
     expires_at: float | None = None
+    # Who, for the event trail: user:<aud>, app:<aud> or system.
+    actor: str = ""
+    # The call's x-request-id (set as the call lets it in), for the event trail.
+    request_id: str = ""
 
     @property
     def workspace_scoped(self) -> bool:
@@ -379,12 +383,15 @@ class Authenticator:
             permissions = list(self._app_permissions(did, claims.get("jti"), timeout))
         if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
             raise _denied("permissions is not a list of strings")
+        audience = claims.get("aud")
+        owner = "app" if claims.get("own") == "APP" else "user"
         return Caller(
             did,
             workspace_id if role in (WORKSPACE_OWNER, WORKSPACE_MEMBER) else None,
             role,
             tuple(permissions),
             expires_at=expires_at,
+            actor=f"{owner}:{audience}" if isinstance(audience, str) and audience else owner,
         )
 
     def seconds_left(self, caller: Caller) -> float | None:
@@ -427,7 +434,7 @@ def _system_caller(metadata: Metadata) -> Caller:
         raise ServiceError(
             Code.INVALID_PARAMETER, "x_workspace_id names one workspace.", key="x_workspace_id"
         )
-    return Caller(domain_id, workspace_id, SYSTEM_TOKEN, system=True)
+    return Caller(domain_id, workspace_id, SYSTEM_TOKEN, system=True, actor="system")
 
 
 def authorize(caller: Caller, permission: str) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from spaceone_job import auth, sizes
+from spaceone_job import auth, sizes, trail
 from spaceone_job.auth import DOMAIN_LEVEL, Caller
 from spaceone_job.errors import Code, ServiceError, invalid, required, shown
 from spaceone_job.idempotency import Request
@@ -156,6 +156,7 @@ class Producers:
             synced_accounts=accounts,
             request=identified,
             timeout=timeout,
+            actor=trail.by(caller),
         )
 
     def _spec(self, raw: Mapping[str, Any], where: str) -> TaskSpec:
@@ -182,7 +183,7 @@ class Producers:
         _writer(caller)
         identified = _request("start_task", request)
         task_id, scope = self._scope(caller, request)
-        return self.lifecycle.start_task(task_id, identified, scope, timeout)
+        return self.lifecycle.start_task(task_id, identified, scope, timeout, trail.by(caller))
 
     def report_progress(
         self, caller: Caller, request: Mapping[str, Any], timeout: float | None = None
@@ -194,7 +195,8 @@ class Producers:
         if count < 0:
             raise invalid("created_count", "a count of rows stored, 0 or more.")
         task_id, scope = self._scope(caller, request)
-        return self.lifecycle.progress(task_id, count, identified, scope, timeout)
+        by = trail.by(caller)
+        return self.lifecycle.progress(task_id, count, identified, scope, timeout, by)
 
     def finish_task(
         self, caller: Caller, request: Mapping[str, Any], timeout: float | None = None
@@ -212,4 +214,5 @@ class Producers:
             request=identified,
             scope=scope,
             timeout=timeout,
+            actor=trail.by(caller),
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from spaceone_job import cpu
+from spaceone_job import cpu, trail
 from spaceone_job.auth import DOMAIN_LEVEL, Caller
 from spaceone_job.errors import Code, ServiceError, invalid, required
 from spaceone_job.query import schema
@@ -124,9 +124,16 @@ class ReadService:
             )
         return value
 
-    def _find(self, caller: Caller, value: str, timeout: float) -> Document:
+    def _find(
+        self,
+        caller: Caller,
+        value: str,
+        timeout: float,
+        projection: Mapping[str, Any] | None = None,
+    ) -> Document:
         name = self.resource.id_field
-        doc = self.store.find_one(_and([*read_scope(caller), {name: value}]), timeout=timeout)
+        where = _and([*read_scope(caller), {name: value}])
+        doc = self.store.find_one(where, projection, timeout=timeout)
         if doc is None:
             raise ServiceError(
                 Code.NOT_FOUND,
@@ -135,9 +142,18 @@ class ReadService:
             )
         return doc
 
-    def get(self, caller: Caller, value: str, timeout: float | None = None) -> Document:
-        """One document the caller may read."""
-        return self._find(caller, self._id(value), self._budget(timeout))
+    def get(
+        self,
+        caller: Caller,
+        value: str,
+        timeout: float | None = None,
+        also: Sequence[str] = (),
+    ) -> Document:
+        """One document the caller may read (with the internal fields named in ``also``)."""
+        projection = None
+        if also:
+            projection = {**dict.fromkeys(self.store.fields, 1), **dict.fromkeys(also, 1)}
+        return self._find(caller, self._id(value), self._budget(timeout), projection)
 
     def list_documents(
         self, caller: Caller, request: Mapping[str, Any], timeout: float | None = None
@@ -253,9 +269,13 @@ class JobService(ReadService):
         if caller.workspace_scoped:
             target["workspace_id"] = caller.workspace_id
         now = self.clock()
+        canceled = trail.event("canceled", now, trail.by(caller))
         changed = self.store.update_one(
             target,
-            {"$set": {"status": "CANCELED", "finished_at": now, "updated_at": now}},
+            {
+                "$set": {"status": "CANCELED", "finished_at": now, "updated_at": now},
+                "$push": trail.pushed(canceled),
+            },
             timeout=timeout,
         )
         if changed is not None:
@@ -276,3 +296,35 @@ class JobService(ReadService):
             "Only an IN_PROGRESS job can be canceled.",
             job_state=current.get("status"),
         )
+
+
+class Trails:
+    """The event trail of a job (see :mod:`spaceone_job.trail`), read with the scope of
+    ``get``."""
+
+    def __init__(self, jobs: JobService, tasks: Store) -> None:
+        self.jobs = jobs
+        self.tasks = tasks
+
+    def events(self, caller: Caller, job_id: str, timeout: float | None = None) -> list[Document]:
+        """The job's events and its tasks', oldest first, each naming its job and, for a
+        task's, its task. At one instant (a clock's tick holds many), in the order changes cause
+        each other: the creation, then tasks' moves, then the job's end, then the tasks it
+        canceled."""
+        budget = self.jobs._budget(timeout)
+        ends = time.monotonic() + budget
+        job_id = self.jobs._id(job_id)
+        job = self.jobs._find(caller, job_id, budget, {"job_id": 1, "events": 1})
+        tasks = self.tasks.find(
+            {"job_id": job_id, "domain_id": caller.domain_id},
+            projection={"job_task_id": 1, "events": 1},
+            sort=[("job_task_id", 1)],
+            skip=0,
+            limit=0,
+            timeout=max(ends - time.monotonic(), 0.001),
+        )
+        found = [{**e, "job_id": job_id} for e in job.get("events") or []]
+        for task in tasks:
+            mine = {"job_id": job_id, "job_task_id": task["job_task_id"]}
+            found += [{**e, **mine} for e in task.get("events") or []]
+        return sorted(found, key=lambda e: (e["at"], trail.trail_rank(e["type"])))

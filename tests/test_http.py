@@ -176,6 +176,20 @@ def test_every_route_answers_as_its_grpc_twin(served: Live, token: Token) -> Non
             producer_pb2.FinishTaskRequest(request_id="f-1", job_task_id=task_id),
             admin,
         ),
+        (
+            "/spaceone-job/v1/history/list_events",
+            producer_pb2_grpc.HistoryStub,
+            "list_events",
+            producer_pb2.ListEventsRequest(job_id=job_id),
+            admin,
+        ),
+        (
+            "/spaceone-job/v1/history/list_events",
+            producer_pb2_grpc.HistoryStub,
+            "list_events",
+            producer_pb2.ListEventsRequest(job_id="job-nope"),
+            admin,
+        ),
         ("/cost-analysis/v1/job/cancel", job, "cancel", job_pb2.JobRequest(job_id=job_id), member),
         ("/cost-analysis/v1/job/cancel", job, "cancel", job_pb2.JobRequest(job_id=job_id), admin),
     ]

@@ -54,7 +54,7 @@ def test_a_watch_streams_each_change_as_a_line_and_ends_when_the_job_finishes(
     report(live, admin, "finish_task", task_id, "f-1")
     lines = [json.loads(line) for line in answer]  # to the end of the stream
     assert lines[-1]["job"]["status"] == "SUCCESS"
-    assert all(set(line) <= {"job", "keep_alive"} for line in lines)
+    assert all(set(line) <= {"job", "events", "keep_alive"} for line in lines)
 
 
 def test_an_error_after_the_first_event_is_the_last_line(serve: Serve, token: Token) -> None:

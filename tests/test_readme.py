@@ -125,19 +125,35 @@ def test_the_python_client_recipe_works_as_written(repo: Path, tmp_path: Path) -
     }
 
 
-def test_the_producing_recipe_works_as_written(repo: Path, tmp_path: Path, serve: Serve) -> None:
+def run_recipe(
+    repo: Path, tmp_path: Path, serve: Serve, title: str
+) -> subprocess.CompletedProcess[str]:
+    """The shell block of the README section ``title``, run as written against a server, with
+    a token in ``$TOKEN`` as ``make run`` prints it."""
     live = serve()
     keys = auth.dev_keys(Path(live.app.settings.state_dir))
     token = auth.mint_token(keys.private_key, domain_id="domain-readme0000")
-    (recipe,) = code_blocks(section(repo, "Producing jobs"))
+    (recipe,) = code_blocks(section(repo, title))
     bin_dir = str(Path(sys.executable).parent) + "/"
     script = f"TOKEN={token}\n" + recipe.replace(".venv/bin/", bin_dir).replace(
         "localhost:50051", f"127.0.0.1:{live.port}"
     )
-    done = subprocess.run(
+    return subprocess.run(
         ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
+
+
+def test_the_producing_recipe_works_as_written(repo: Path, tmp_path: Path, serve: Serve) -> None:
+    done = run_recipe(repo, tmp_path, serve, "Producing jobs")
     # The script's status is wait's: the watch command's, 0 only for SUCCESS.
     assert done.returncode == 0, done.stderr
     assert "SUCCESS" in done.stdout.splitlines()
     assert '"created_count": 120' in done.stdout
+
+
+def test_the_trail_recipe_works_as_written(repo: Path, tmp_path: Path, serve: Serve) -> None:
+    done = run_recipe(repo, tmp_path, serve, "The event trail")
+    assert done.returncode == 0, done.stderr
+    events = json.loads(done.stdout)["events"]
+    assert [e["type"] for e in events] == ["created", "canceled", "task_canceled"]
+    assert events[1]["by"] == "user:dev-user"

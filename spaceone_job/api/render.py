@@ -7,13 +7,15 @@ out by ``only``) stay unset; they are never filled with defaults.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from google.protobuf import struct_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
+
+from spaceone_job.v1 import producer_pb2
 
 Document = Mapping[str, Any]
 
@@ -207,3 +209,36 @@ def struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(plain(value))
     return message
+
+
+# The event fields copied as they are (``at`` is a timestamp).
+_EVENT_TEXT = (
+    "type",
+    "job_id",
+    "job_task_id",
+    "by",
+    "role",
+    "request_id",
+    "error_code",
+    "error_message",
+    "other_job_id",
+)
+_EVENT_INTS = ("created_count", "quiet_s")
+
+
+def events(stored: Sequence[Document]) -> list[producer_pb2.Event]:
+    """Stored events as ``Event`` messages."""
+    shown = []
+    for one in stored:
+        message = producer_pb2.Event(at=timestamp(one["at"]))
+        for name in _EVENT_TEXT:
+            setattr(message, name, str(one.get(name) or ""))
+        for name in _EVENT_INTS:
+            setattr(message, name, int(one.get(name) or 0))
+        shown.append(message)
+    return shown
+
+
+def watch_event(doc: Document) -> producer_pb2.WatchEvent:
+    """A watched job as a ``WatchEvent``: the job, and its own events so far."""
+    return producer_pb2.WatchEvent(job=job_info(doc), events=events(doc.get("events") or []))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import threading
 import time
@@ -27,7 +28,7 @@ from spaceone_job import auth, errors, observe
 from spaceone_job.api import render
 from spaceone_job.auth import Authenticator, Caller
 from spaceone_job.producer import Producers
-from spaceone_job.service import JobService, ReadService
+from spaceone_job.service import JobService, ReadService, Trails
 from spaceone_job.v1 import producer_pb2
 
 Request = TypeVar("Request", bound=message.Message)
@@ -340,7 +341,7 @@ class Servicer:
         self.gate.admit()
         caller = self.authenticator.authenticate(metadata, left)
         call.domain_id = caller.domain_id
-        return caller
+        return dataclasses.replace(caller, request_id=call.request_id)
 
 
 def permitted(caller: Caller, permission: str, request: Any) -> None:
@@ -418,6 +419,22 @@ class JobTaskServicer(Servicer):
     ) -> struct_pb2.Struct:
         """Statistics over job tasks."""
         return render.struct(self.service.stat(caller, _stat_query(request), timeout))
+
+
+class HistoryServicer(Servicer):
+    """``spaceone_job.v1.History``: a job's event trail."""
+
+    def __init__(self, trails: Trails, authenticator: Authenticator, gate: Gate) -> None:
+        super().__init__(authenticator, gate)
+        self.trails = trails
+
+    @rpc(auth.READ)
+    def list_events(
+        self, request: producer_pb2.ListEventsRequest, caller: Caller, timeout: float | None
+    ) -> producer_pb2.EventsInfo:
+        """What happened to a job and its tasks, oldest first."""
+        found = self.trails.events(caller, request.job_id, timeout)
+        return producer_pb2.EventsInfo(events=render.events(found))
 
 
 class ProducerServicer(Servicer):

@@ -58,7 +58,7 @@ class WatchServicer(Servicer):
 
     def _get(self, caller: Caller, job_id: str) -> Document:
         with self.gate.slot():
-            return self.service.get(caller, job_id)
+            return self.service.get(caller, job_id, also=("events",))
 
     @contextlib.contextmanager
     def observed(self, metadata: Metadata, route: str = "") -> Iterator[observe.Call]:
@@ -110,7 +110,7 @@ class WatchServicer(Servicer):
     ) -> AsyncIterator[producer_pb2.WatchEvent]:
         shown, version = seen(doc), feed.version
         sent = time.monotonic()
-        yield producer_pb2.WatchEvent(job=render.job_info(doc))
+        yield render.watch_event(doc)
         while doc.get("status") not in FINISHED:
             left = self.authenticator.seconds_left(caller)
             keepalive = sent + self.keepalive_s - time.monotonic()
@@ -142,6 +142,6 @@ class WatchServicer(Servicer):
         rendered = self._rendered.get(feed)
         if rendered is None or rendered[0] != feed.version:
             assert feed.doc is not None
-            rendered = feed.version, producer_pb2.WatchEvent(job=render.job_info(feed.doc))
+            rendered = feed.version, render.watch_event(feed.doc)
             self._rendered[feed] = rendered
         return rendered[1]

@@ -43,6 +43,7 @@ from spaceone_job.store.model import (
     new_task_id,
 )
 from spaceone_job.store.protocol import Store
+from spaceone_job.trail import DUPLICATE_RULE, JOB_ENDS, Actor, event, pushed
 
 LOG = logging.getLogger(__name__)
 # How often a create draws new ids when one is taken (a 48-bit id can clash, rarely).
@@ -134,6 +135,7 @@ class Jobs:
         synced_accounts: Sequence[str] = (),
         request: Request | None = None,
         timeout: float | None = None,
+        actor: Actor = {},  # noqa: B006 (never changed)
     ) -> Created:
         """A new IN_PROGRESS job with PENDING tasks, after upstream's duplicate check.
 
@@ -144,7 +146,7 @@ class Jobs:
         tasks. With ``request``, a retry (on any replica, however late) is answered as the first
         call was, and two creates of one request make one job (the record key is unique).
         Its reads are bounded by ``timeout`` (the call's deadline), and its writes begin within
-        it.
+        it. The job's trail starts with its creation by ``actor``.
         """
         left = within(timeout)
         key = None if request is None else request.key(domain_id, "create_job", workspace_id)
@@ -167,6 +169,7 @@ class Jobs:
             "remained_tasks": len(tasks),
             "created_at": now,
             "updated_at": now,
+            "events": [event("created", now, actor)],
         }
         if changed:
             data["changed"] = [dict(c) for c in changed]
@@ -179,18 +182,31 @@ class Jobs:
         ]
         if request is not None and key is not None:
             job["request"] = request.record(key)
-        if self._is_duplicate(job, now, left):
-            stored_failed = {"status": "FAILURE", "finished_at": now, **duplicate(data_source_id)}
-            return self._store(job | stored_failed, [], request, key, left)
+        running = self._duplicated(job, now, left)
+        if running is not None:
+            errors = duplicate(data_source_id)
+            failed = event("failed_as_duplicate", now, DUPLICATE_RULE, other_job_id=running)
+            ended = {"status": "FAILURE", "finished_at": now, **errors}
+            ended["events"] = [*job["events"], failed | errors]
+            return self._store(job | ended, [], request, key, left)
         if not specs:
-            done = {"status": "SUCCESS", "finished_at": now}
-            return self._store(job | done, [], request, key, left)
+            ended = {"status": "SUCCESS", "finished_at": now}
+            ended["events"] = [*job["events"], event("succeeded", now)]
+            return self._store(job | ended, [], request, key, left)
         created = self._store(job, specs, request, key, left)
-        if created.job is job and self._is_duplicate(job, now, within(None)):
+        running = self._duplicated(job, now, within(None)) if created.job is job else None
+        if running is not None:
             # A create of the same source was stored in the meantime (the check above missed it);
             # the job is stored, so this is the lifecycle's own work, not bound by the call.
-            failed = self._finish(job["job_id"], "FAILURE", **duplicate(data_source_id))
-            return Created(failed or job, [])
+            failed_now = self._finish(
+                job["job_id"],
+                "FAILURE",
+                errors=duplicate(data_source_id),
+                kind="failed_as_duplicate",
+                actor=DUPLICATE_RULE,
+                other_job_id=running,
+            )
+            return Created(failed_now or job, [])
         return created
 
     def _store(
@@ -289,10 +305,11 @@ class Jobs:
             data["changed"] = dict(spec.changed)
         return self._valid(data, JobTask)
 
-    def _is_duplicate(self, job: Document, now: datetime, left: Left) -> bool:
-        """Upstream's duplicate check, with the manual-job rule the right way round: another
-        running job of the same source created within 10 minutes, or a MANUAL one updated
-        within 24 hours, is a duplicate; older scheduled ones are canceled on the way."""
+    def _duplicated(self, job: Document, now: datetime, left: Left) -> str | None:
+        """The running job ``job`` duplicates, by upstream's duplicate check with the manual-job
+        rule the right way round: another running job of the same source created within 10
+        minutes, or a MANUAL one updated within 24 hours; older scheduled ones are canceled on
+        the way (as replaced by ``job``). None: no duplicate."""
         others = self.jobs.find(
             {
                 "domain_id": job["domain_id"],
@@ -309,13 +326,19 @@ class Jobs:
         )
         for other in others:
             if other["created_at"] >= now - DUPLICATE_WINDOW:
-                return True
+                return str(other["job_id"])
             if (other.get("options") or {}).get("sync_mode") == "MANUAL":
                 if other["updated_at"] >= now - MANUAL_ALIVE:
-                    return True
+                    return str(other["job_id"])
                 continue
-            self._finish(other["job_id"], "CANCELED")
-        return False
+            self._finish(
+                other["job_id"],
+                "CANCELED",
+                kind="canceled_as_duplicate",
+                actor=DUPLICATE_RULE,
+                other_job_id=job["job_id"],
+            )
+        return None
 
     def heartbeat(self, job_id: str) -> Document | None:
         """Mark a running job alive (``updated_at`` = now); None when it is no longer running."""
@@ -329,16 +352,30 @@ class Jobs:
         """IN_PROGRESS -> ``status``; None when the job was not running any more."""
         if status not in FINISHED:
             raise ValueError(f"{status} is not a finished state")
-        extra = {"error_code": error_code, "error_message": error_message} if error_code else {}
-        return self._finish(job_id, status, **extra)
+        errors = {"error_code": error_code, "error_message": error_message} if error_code else {}
+        return self._finish(job_id, status, errors=errors)
 
-    def _finish(self, job_id: str, status: str, **extra: str) -> Document | None:
-        """One conditional write out of IN_PROGRESS; the unfinished tasks follow (PENDING ones
-        on a cancel, every unfinished one otherwise: nobody will report them any more)."""
+    def _finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        errors: Mapping[str, str] = {},
+        kind: str = "",
+        actor: Actor = {},  # noqa: B006 (never changed)
+        **details: str,
+    ) -> Document | None:
+        """One conditional write out of IN_PROGRESS, with its event (``kind``, by default the
+        state's: see :data:`~spaceone_job.trail.JOB_ENDS`); the unfinished tasks follow (PENDING
+        ones on a cancel, every unfinished one otherwise: nobody will report them any more)."""
         now = self.clock()
+        happened = event(kind or JOB_ENDS[status], now, actor, **errors, **details)
         done = self.jobs.update_one(
             {"job_id": job_id, "status": "IN_PROGRESS"},
-            {"$set": {"status": status, "finished_at": now, "updated_at": now, **extra}},
+            {
+                "$set": {"status": status, "finished_at": now, "updated_at": now, **errors},
+                "$push": pushed(happened),
+            },
         )
         if done is not None and status != "SUCCESS":
             self.cancel_tasks(job_id, ("PENDING",) if status == "CANCELED" else UNFINISHED_TASK)
@@ -350,7 +387,10 @@ class Jobs:
         now = self.clock()
         moved = self.tasks.update_many(
             {"job_id": job_id, "status": {"$in": list(statuses)}},
-            {"$set": {"status": "CANCELED", "finished_at": now, "updated_at": now}},
+            {
+                "$set": {"status": "CANCELED", "finished_at": now, "updated_at": now},
+                "$push": pushed(event("task_canceled", now)),
+            },
         )
         if moved:
             self.count_off(job_id)
@@ -374,7 +414,7 @@ class Jobs:
         ends it, FAILURE when any task failed, else SUCCESS."""
         job_id = task["job_id"]
         if task["status"] == "FAILURE":
-            self._finish(job_id, "FAILURE", **FAILED_TASK)
+            self._finish(job_id, "FAILURE", errors=FAILED_TASK)
         else:
             self.heartbeat(job_id)
         if self.count_off(job_id):
@@ -383,10 +423,13 @@ class Jobs:
             {"job_id": job_id, "status": "FAILURE"}, {"job_task_id": 1}, timeout=QUERY_TIMEOUT_S
         )
         if failed is not None:
-            self._finish(job_id, "FAILURE", **FAILED_TASK)
+            self._finish(job_id, "FAILURE", errors=FAILED_TASK)
             return
         now = self.clock()
         self.jobs.update_one(
             {"job_id": job_id, "status": "IN_PROGRESS", "remained_tasks": 0},
-            {"$set": {"status": "SUCCESS", "finished_at": now, "updated_at": now}},
+            {
+                "$set": {"status": "SUCCESS", "finished_at": now, "updated_at": now},
+                "$push": pushed(event("succeeded", now)),
+            },
         )

@@ -13,6 +13,7 @@ from spaceone_job.lifecycle.jobs import Jobs
 from spaceone_job.lifecycle.retention import Retention, sweep_retention
 from spaceone_job.lifecycle.states import QUERY_TIMEOUT_S, UNFINISHED_TASK
 from spaceone_job.store.documents import StoreError
+from spaceone_job.trail import SWEEPER, event, pushed
 
 LOG = logging.getLogger(__name__)
 
@@ -29,9 +30,13 @@ def sweep_timeouts(jobs: Jobs, timeout_s: int) -> int:
     moved = 0
     for job in found:
         now = jobs.clock()
+        timed_out = event("timed_out", now, SWEEPER, quiet_s=timeout_s)
         done = jobs.jobs.update_one(
             {"job_id": job["job_id"], **stale},
-            {"$set": {"status": "TIMEOUT", "finished_at": now, "updated_at": now}},
+            {
+                "$set": {"status": "TIMEOUT", "finished_at": now, "updated_at": now},
+                "$push": pushed(timed_out),
+            },
         )
         if done is not None:
             jobs.cancel_tasks(job["job_id"], UNFINISHED_TASK)

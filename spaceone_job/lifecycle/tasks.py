@@ -30,6 +30,7 @@ from spaceone_job.lifecycle.states import (
     within,
 )
 from spaceone_job.store.documents import Document
+from spaceone_job.trail import TASK_MOVES, Actor, Event, event, pushed
 
 # How many reports (start_task, report_progress) a task takes with request ids, by default.
 REPORTS_PER_TASK = 1000
@@ -59,6 +60,7 @@ class Tasks:
         request: Request | None = None,
         scope: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        actor: Actor = {},  # noqa: B006 (never changed)
     ) -> Document:
         """PENDING -> IN_PROGRESS (``started_at``); a running task is answered as it is."""
 
@@ -67,7 +69,7 @@ class Tasks:
                 return {}
             return {"status": "IN_PROGRESS", "started_at": now, "updated_at": now}
 
-        report = _Report(task_id, "start_task", request, scope, within(timeout))
+        report = _Report(task_id, "start_task", request, scope, within(timeout), actor)
         answer, _ = self._report(report, start, limited=True)
         return answer
 
@@ -78,6 +80,7 @@ class Tasks:
         request: Request | None = None,
         scope: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        actor: Actor = {},  # noqa: B006 (never changed)
     ) -> Document:
         """``created_count += n`` on a running task; the job's ``updated_at`` moves (the
         sweeper's heartbeat). A total past int32, what the answer carries, is refused."""
@@ -93,7 +96,7 @@ class Tasks:
                 )
             return {"created_count": total, "updated_at": now}
 
-        report = _Report(task_id, "report_progress", request, scope, within(timeout))
+        report = _Report(task_id, "report_progress", request, scope, within(timeout), actor)
         answer, changed = self._report(report, add, limited=True)
         if changed:
             self.life.heartbeat(answer["job_id"])
@@ -108,6 +111,7 @@ class Tasks:
         request: Request | None = None,
         scope: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        actor: Actor = {},  # noqa: B006 (never changed)
     ) -> Document:
         """The task ends SUCCESS, or FAILURE with ``error_code``; its job follows (see
         :meth:`Jobs.settle`). A task that had already ended is answered as it is."""
@@ -118,7 +122,7 @@ class Tasks:
                 ended.update(error_code=error_code, error_message=error_message)
             return {**ended, "finished_at": now, "updated_at": now}
 
-        report = _Report(task_id, "finish_task", request, scope, within(timeout))
+        report = _Report(task_id, "finish_task", request, scope, within(timeout), actor)
         answer, changed = self._report(report, end, limited=False)
         if changed is not False:
             # A retry settles too: the first call may have ended before its job followed.
@@ -179,13 +183,16 @@ class Tasks:
                 "created_count": task.get("created_count"),
             }
             update: Document = {"$set": sets} if sets else {}
+            pushes = {} if sets.get("status") is None else pushed(_moved(task, sets, now, report))
             if request is not None and key is not None:
                 condition["requests.key"] = {"$ne": key}
                 answer = {name: sets.get(name, task.get(name)) for name in TASK_ANSWER}
-                update["$push"] = {"requests": request.record(key, answer)}
+                pushes["requests"] = request.record(key, answer)
                 if limited:
                     condition[f"requests.{self.reports_per_task - 1}"] = {"$exists": False}
                     seen = state
+            if pushes:
+                update["$push"] = pushes
             if not update:
                 return task, False
             written = self.tasks.update_one(condition, update, timeout=report.left())
@@ -212,11 +219,26 @@ class Tasks:
         now = self.clock()
         canceled = self.tasks.update_one(
             {"job_task_id": task["job_task_id"], "status": {"$in": list(UNFINISHED_TASK)}},
-            {"$set": {"status": "CANCELED", "finished_at": now, "updated_at": now}},
+            {
+                "$set": {"status": "CANCELED", "finished_at": now, "updated_at": now},
+                "$push": pushed(event("task_canceled", now)),
+            },
             timeout=QUERY_TIMEOUT_S,
         )
         if canceled is not None:
             self.life.count_off(task["job_id"])
+
+
+def _moved(task: Document, sets: Document, now: datetime, report: _Report) -> Event:
+    """The event of a report that moves ``task`` to ``sets``' status: its rows when it
+    succeeded, its error when it failed."""
+    status = sets["status"]
+    details: dict[str, Any] = {}
+    if status == "SUCCESS":
+        details["created_count"] = sets.get("created_count", task.get("created_count"))
+    if status == "FAILURE":
+        details.update(error_code=sets.get("error_code"), error_message=sets.get("error_message"))
+    return event(TASK_MOVES[status], now, report.actor, **details)
 
 
 @dataclass(frozen=True)
@@ -229,6 +251,7 @@ class _Report:
     request: Request | None
     scope: Mapping[str, Any] | None
     left: Left
+    actor: Actor
 
     @property
     def where(self) -> Document:

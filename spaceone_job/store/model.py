@@ -68,6 +68,8 @@ class Job(Document):  # type: ignore[misc]
     # The producer's create request that made the job (key, fingerprint, first answer); never
     # rendered. Its key is unique (in the domain, the workspace: see idempotency.py).
     request = DictField(default=None)
+    # The job's transitions, the newest kept (see trail.py); never rendered.
+    events = ListField(DictField(), default=list)
 
     meta: ClassVar[dict[str, Any]] = {
         "collection": "job",
@@ -114,6 +116,8 @@ class JobTask(Document):  # type: ignore[misc]
     # The producers' requests (key, fingerprint, first answer), each written with the change it
     # made, for the task's whole life; never rendered.
     requests = ListField(DictField(), default=list)
+    # The task's transitions (see trail.py); never rendered.
+    events = ListField(DictField(), default=list)
 
     meta: ClassVar[dict[str, Any]] = {
         "collection": "job_task",
@@ -172,4 +176,4 @@ def new_document(data: dict[str, Any], model: Model = Job) -> dict[str, Any]:
 # The unique id field of each model's documents.
 KEYS: dict[Any, str] = {Job: "job_id", JobTask: "job_task_id"}
 # Fields the service keeps for itself: left out of what reads return unless asked for by name.
-INTERNAL: dict[Any, tuple[str, ...]] = {Job: ("request",), JobTask: ("requests",)}
+INTERNAL: dict[Any, tuple[str, ...]] = {Job: ("request", "events"), JobTask: ("requests", "events")}

@@ -89,9 +89,51 @@ class KeepAlive(_message.Message):
     def __init__(self, at: _Optional[str] = ...) -> None: ...
 
 class WatchEvent(_message.Message):
-    __slots__ = ("job", "keep_alive")
+    __slots__ = ("job", "keep_alive", "events")
     JOB_FIELD_NUMBER: _ClassVar[int]
     KEEP_ALIVE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     job: _job_pb2.JobInfo
     keep_alive: KeepAlive
-    def __init__(self, job: _Optional[_Union[_job_pb2.JobInfo, _Mapping]] = ..., keep_alive: _Optional[_Union[KeepAlive, _Mapping]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, job: _Optional[_Union[_job_pb2.JobInfo, _Mapping]] = ..., keep_alive: _Optional[_Union[KeepAlive, _Mapping]] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("type", "at", "job_id", "job_task_id", "by", "role", "request_id", "error_code", "error_message", "created_count", "quiet_s", "other_job_id")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    QUIET_S_FIELD_NUMBER: _ClassVar[int]
+    OTHER_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    at: str
+    job_id: str
+    job_task_id: str
+    by: str
+    role: str
+    request_id: str
+    error_code: str
+    error_message: str
+    created_count: int
+    quiet_s: int
+    other_job_id: str
+    def __init__(self, type: _Optional[str] = ..., at: _Optional[str] = ..., job_id: _Optional[str] = ..., job_task_id: _Optional[str] = ..., by: _Optional[str] = ..., role: _Optional[str] = ..., request_id: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., created_count: _Optional[int] = ..., quiet_s: _Optional[int] = ..., other_job_id: _Optional[str] = ...) -> None: ...
+
+class EventsInfo(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...

@@ -315,3 +315,81 @@ class Watch:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class HistoryStub:
+    """What happened to a job and to its tasks, oldest first: who created or canceled it, each task's
+    start and end, the sweeper's timeout, the duplicate rule. Read with the scope of Job.get.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.list_events = channel.unary_unary(
+                '/spaceone_job.v1.History/list_events',
+                request_serializer=spaceone__job_dot_v1_dot_producer__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=spaceone__job_dot_v1_dot_producer__pb2.EventsInfo.FromString,
+                _registered_method=True)
+
+
+class HistoryServicer:
+    """What happened to a job and to its tasks, oldest first: who created or canceled it, each task's
+    start and end, the sweeper's timeout, the duplicate rule. Read with the scope of Job.get.
+    """
+
+    def list_events(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_HistoryServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'list_events': grpc.unary_unary_rpc_method_handler(
+                    servicer.list_events,
+                    request_deserializer=spaceone__job_dot_v1_dot_producer__pb2.ListEventsRequest.FromString,
+                    response_serializer=spaceone__job_dot_v1_dot_producer__pb2.EventsInfo.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'spaceone_job.v1.History', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('spaceone_job.v1.History', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class History:
+    """What happened to a job and to its tasks, oldest first: who created or canceled it, each task's
+    start and end, the sweeper's timeout, the duplicate rule. Read with the scope of Job.get.
+    """
+
+    @staticmethod
+    def list_events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/spaceone_job.v1.History/list_events',
+            spaceone__job_dot_v1_dot_producer__pb2.ListEventsRequest.SerializeToString,
+            spaceone__job_dot_v1_dot_producer__pb2.EventsInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
