@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
@@ -143,18 +144,20 @@ class JwksReloader(threading.Thread):
 
 
 class ChangeFeed(threading.Thread):
-    """Wakes the watchers of jobs that any replica changed, from a store's change stream."""
+    """Wakes the watchers of jobs that any replica changed, from a store's change stream: each
+    change's job id goes to ``forward`` (the hub's, for jobs or for tasks)."""
 
-    def __init__(self, store: Store, hub: ChangeHub) -> None:
+    def __init__(self, store: Store, hub: ChangeHub, forward: Callable[[str], None]) -> None:
         super().__init__(name=f"changes-{store.key}", daemon=True)
         self.store = store
         self.hub = hub
+        self.forward = forward
 
     def run(self) -> None:
         """Forward changes until the stream ends; without change streams, watchers re-read."""
         try:
             for job_id in self.store.changed_ids(opened=lambda: self.hub.set_polling(False)):
-                self.hub.notify(job_id)
+                self.forward(job_id)
         except ChangesUnavailable as exc:
             # Refused at the start (a standalone server), or later (its history lost).
             LOG.info("no change streams (%s): watchers re-read on a timer", exc)
@@ -233,7 +236,7 @@ class App:
             max_watchers=settings.max_watchers,
             max_per_token=settings.max_watchers_per_token,
         )
-        self.store.listeners.append(self.hub.notify)
+        self.store.listeners.append(self.hub.job_changed)
         self.tasks.listeners.append(self.hub.notify)
         authenticator = self.keys.authenticator
         # The unary services, by name: served over gRPC, and over HTTP when it is on.
@@ -318,8 +321,8 @@ class App:
             self.reloader = JwksReloader(source, self.settings.jwks_reload_s)
             self.reloader.start()
         if not self.store.in_memory:  # else this process's writes are all the writes
-            for store in (self.store, self.tasks):
-                ChangeFeed(store, self.hub).start()
+            ChangeFeed(self.store, self.hub, self.hub.job_changed).start()
+            ChangeFeed(self.tasks, self.hub, self.hub.notify).start()
         if self.settings.timeout_s == 0:
             LOG.info("jobs never time out (--timeout-s 0)")
         if self.sweeper.needed:

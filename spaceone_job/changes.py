@@ -27,6 +27,7 @@ from typing import Any
 import prometheus_client
 
 from spaceone_job.errors import Code, ServiceError, as_service_error
+from spaceone_job.journal import Journal
 
 Document = dict[str, Any]
 MIN_INTERVAL_S = 0.2
@@ -154,6 +155,8 @@ class ChangeHub:
         self._feeds: dict[str, Feed] = {}
         self._per_token: Counter[str] = Counter()
         self._watchers = 0
+        # The latest job changes, for list-watchers (on the loop).
+        self.journal = Journal()
 
     @property
     def watchers(self) -> int:
@@ -174,6 +177,14 @@ class ChangeHub:
         if loop is not None and job_id in self._feeds and not loop.is_closed():
             loop.call_soon_threadsafe(self._changed, job_id)
 
+    def job_changed(self, job_id: str) -> None:
+        """A job changed (from any thread): its watchers read it again, and list-watchers hear
+        of it through the journal."""
+        self.notify(job_id)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.journal.record, job_id)
+
     def _changed(self, job_id: str) -> None:
         feed = self._feeds.get(job_id)
         if feed is not None:
@@ -191,8 +202,8 @@ class ChangeHub:
             feed.poll()
 
     @contextlib.contextmanager
-    def watching(self, job_id: str, token: str) -> Iterator[Feed]:
-        """A place among the watchers of ``job_id`` (call on the watchers' loop); refused
+    def admitted(self, token: str) -> Iterator[None]:
+        """A place among the watchers (call on the watchers' loop); refused
         ``ERROR_TOO_MANY_REQUESTS`` beyond the bounds."""
         if self._watchers >= self.max_watchers or self._per_token[token] >= self.max_per_token:
             raise ServiceError(
@@ -201,24 +212,32 @@ class ChangeHub:
                 max_watchers=self.max_watchers,
                 max_per_token=self.max_per_token,
             )
-        feed = self._feeds.get(job_id) or self._feeds.setdefault(job_id, Feed(job_id, self))
-        feed.watchers += 1
         self._watchers += 1
         self._per_token[token] += 1
         WATCHERS.inc()
-        if self.polling:
-            feed.poll()
         try:
-            yield feed
+            yield
         finally:
             WATCHERS.dec()
-            feed.watchers -= 1
             self._watchers -= 1
             self._per_token[token] -= 1
             if not self._per_token[token]:
                 del self._per_token[token]
-            if not feed.watchers:
-                del self._feeds[job_id]
+
+    @contextlib.contextmanager
+    def watching(self, job_id: str, token: str) -> Iterator[Feed]:
+        """A place among the watchers of ``job_id`` (:meth:`admitted`)."""
+        with self.admitted(token):
+            feed = self._feeds.get(job_id) or self._feeds.setdefault(job_id, Feed(job_id, self))
+            feed.watchers += 1
+            if self.polling:
+                feed.poll()
+            try:
+                yield feed
+            finally:
+                feed.watchers -= 1
+                if not feed.watchers:
+                    del self._feeds[job_id]
 
     def close(self) -> None:
         """Wake every watcher for the last time: the server is stopping."""

@@ -114,12 +114,15 @@ def _connection_options(command: argparse.ArgumentParser) -> None:
 def _watch_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     watch = commands.add_parser(
         "watch",
-        help="follow a job until it finishes: exit 0 for SUCCESS, 1 otherwise",
+        help="follow a job until it finishes (exit 0 for SUCCESS, 1 otherwise), or a data"
+        " source's jobs",
         description="Follow a job through spaceone_job.v1.Watch: a progress bar of its tasks on"
-        " a terminal, one line per change otherwise.",
+        " a terminal, one line per change otherwise. With --data-source, the data source's jobs"
+        " (Watch/watch_jobs): one line per job, then one per change, until interrupted.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    watch.add_argument("job_id", help="the job to follow")
+    watch.add_argument("job_id", nargs="?", help="the job to follow")
+    watch.add_argument("--data-source", help="follow this data source's jobs instead")
     watch.add_argument("--token", required=True, help="the token to call with (as grpcurl's)")
     _connection_options(watch)
 
@@ -343,8 +346,43 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if answer.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def _job_line(job: job_pb2.JobInfo, mark: str = "") -> str:
+    status = job_pb2.JobInfo.Status.Name(job.status)
+    done = job.total_tasks - job.remained_tasks
+    return f"{job.updated_at} {job.job_id} {status} {done}/{job.total_tasks} tasks{mark}"
+
+
+def _watch_source(args: argparse.Namespace) -> int:
+    """Follow a data source's jobs, a line each, until interrupted (0) or the stream breaks
+    (1)."""
+    with _channel(args) as channel:
+        stub = producer_pb2_grpc.WatchStub(channel)
+        request = producer_pb2.WatchJobsRequest(data_source_id=args.data_source)
+        try:
+            for event in stub.watch_jobs(request, metadata=(("token", args.token),)):
+                kind = event.WhichOneof("event")
+                if kind == "job":
+                    print(_job_line(event.job), flush=True)
+                elif kind == "gone":
+                    print(_job_line(event.gone, " (gone)"), flush=True)
+                elif kind == "listed":
+                    print(
+                        f"{event.listed.count} job(s) of {args.data_source}; changes:", flush=True
+                    )
+        except grpc.RpcError as error:
+            print(f"spaceone-job: watch: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 0
+    return 1
+
+
 def _watch(args: argparse.Namespace) -> int:
     """Follow a job; 0 when it ends SUCCESS, 1 otherwise (or when the stream breaks)."""
+    if args.data_source:
+        return _watch_source(args)
+    if not args.job_id:
+        raise config.SettingError("watch needs a job id, or --data-source")
     terminal = sys.stdout.isatty()
     status = "UNKNOWN"
     with (
@@ -359,14 +397,13 @@ def _watch(args: argparse.Namespace) -> int:
                     continue
                 job = event.job
                 status = job_pb2.JobInfo.Status.Name(job.status)
-                done = job.total_tasks - job.remained_tasks
                 if terminal:
                     bar.total = job.total_tasks
-                    bar.n = done
+                    bar.n = job.total_tasks - job.remained_tasks
                     bar.set_description(f"{job.job_id} {status}")
                     bar.refresh()
                 else:
-                    print(f"{job.updated_at} {job.job_id} {status} {done}/{job.total_tasks} tasks")
+                    print(_job_line(job))
         except grpc.RpcError as error:
             print(f"spaceone-job: watch: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1

@@ -45,6 +45,7 @@ class Code(enum.StrEnum):
     JOB_STATE = "ERROR_JOB_STATE"
     # A producer's request id sent again with a different request.
     REQUEST_ID_REUSED = "ERROR_REQUEST_ID_REUSED"
+    RESUME_TOO_OLD = "ERROR_RESUME_TOO_OLD"
     # A task took all the reports it may (start and progress).
     TOO_MANY_REPORTS = "ERROR_TOO_MANY_REPORTS"
     # Other writers kept changing a task in between; retryable.
@@ -75,6 +76,7 @@ STATUS_BY_CODE: Mapping[Code, grpc.StatusCode] = {
     Code.NOT_FOUND: _C.NOT_FOUND,
     Code.JOB_STATE: _C.FAILED_PRECONDITION,
     Code.REQUEST_ID_REUSED: _C.FAILED_PRECONDITION,
+    Code.RESUME_TOO_OLD: _C.FAILED_PRECONDITION,
     Code.TOO_MANY_REPORTS: _C.FAILED_PRECONDITION,
     Code.CONCURRENT_CHANGE: _C.ABORTED,
     Code.AUTHENTICATE_FAILURE: _C.UNAUTHENTICATED,

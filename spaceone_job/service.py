@@ -155,6 +155,17 @@ class ReadService:
             projection = {**dict.fromkeys(self.store.fields, 1), **dict.fromkeys(also, 1)}
         return self._find(caller, self._id(value), self._budget(timeout), projection)
 
+    def readable(
+        self, caller: Caller, ids: Sequence[str], timeout: float | None = None
+    ) -> dict[str, Document]:
+        """The documents of ``ids`` the caller may read, by id."""
+        name = self.resource.id_field
+        where = _and([*read_scope(caller), {name: {"$in": list(ids)}}])
+        found = self.store.find(
+            where, projection=None, sort=[], skip=0, limit=0, timeout=self._budget(timeout)
+        )
+        return {doc[name]: doc for doc in found}
+
     def list_documents(
         self, caller: Caller, request: Mapping[str, Any], timeout: float | None = None
     ) -> ListResult:

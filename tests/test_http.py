@@ -71,16 +71,16 @@ def twin(
 
 
 def stream_twin(
-    live: Live, path: str, request: producer_pb2.WatchRequest, token: str | None
+    live: Live, path: str, method: str, request: message.Message, token: str | None
 ) -> None:
-    """A watch over gRPC and over HTTP (one event a JSON line) answer alike: the same events,
-    or the same refusal."""
+    """A stream of Watch over gRPC and over HTTP (one event a JSON line) answer alike: the
+    same events, or the same refusal."""
     metadata = (("token", token),) if token else ()
     stub = producer_pb2_grpc.WatchStub(live.channel)
     try:
         events = [
             json_format.MessageToDict(event, preserving_proto_field_name=True)
-            for event in stub.watch(request, metadata=metadata, timeout=10)
+            for event in getattr(stub, method)(request, metadata=metadata, timeout=10)
         ]
         code, details = grpc.StatusCode.OK, ""
     except grpc.RpcError as error:
@@ -201,11 +201,15 @@ def test_every_route_answers_as_its_grpc_twin(served: Live, token: Token) -> Non
         twin(served, *case)
     watch = "/spaceone-job/v1/watch/watch"
     for watched, caller in ((job_id, admin), ("job-nope", admin), (job_id, None)):
-        stream_twin(served, watch, producer_pb2.WatchRequest(job_id=watched), caller)
+        stream_twin(served, watch, "watch", producer_pb2.WatchRequest(job_id=watched), caller)
+    jobs = "/spaceone-job/v1/watch/watch_jobs"
+    for resumed, caller in (("from-elsewhere", admin), ("", None)):
+        request = producer_pb2.WatchJobsRequest(resume_token=resumed)
+        stream_twin(served, jobs, "watch_jobs", request, caller)
     router = served.app.http.runner.app.router
     served_paths = {r.resource.canonical for r in router.routes() if r.method == "POST"}
     tried = {p for c in cases for p in (c[0], http.console_path(c[0]))}
-    tried |= {watch, http.console_path(watch)}
+    tried |= {p for stream in (watch, jobs) for p in (stream, http.console_path(stream))}
     assert tried == served_paths, "every route the descriptors give is in the conformance test"
 
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 from spaceone_job import auth, config, seed
 from spaceone_job.app import App
@@ -157,3 +158,30 @@ def test_the_trail_recipe_works_as_written(repo: Path, tmp_path: Path, serve: Se
     events = json.loads(done.stdout)["events"]
     assert [e["type"] for e in events] == ["created", "canceled", "task_canceled"]
     assert events[1]["by"] == "user:dev-user"
+
+
+def test_the_list_watch_line_works_as_written(repo: Path, serve: Serve) -> None:
+    live = serve()
+    keys = auth.dev_keys(Path(live.app.settings.state_dir))
+    token = auth.mint_token(keys.private_key, domain_id="domain-readme0000")
+    (line,) = code_blocks(section(repo, "Watching a data source's jobs"))
+    source = re.search(r'"data_source_id": "(ds-\w+)"', line)
+    assert source is not None
+    made = producer_pb2_grpc.ProducerStub(live.channel).create_job(
+        producer_pb2.CreateJobRequest(request_id="r-1", data_source_id=source.group(1)),
+        metadata=(("token", token),),
+        timeout=10,
+    )
+    command = line.strip().replace(".venv/bin/grpcurl", GRPCURL)
+    command = command.replace("localhost:50051", f"127.0.0.1:{live.port}")
+    # The stream does not end by itself: read what it says within two seconds.
+    done = subprocess.run(
+        ["bash", "-c", f"TOKEN={token}\ntimeout 2 {command}"], capture_output=True, text=True
+    )
+    decoder, text, events = json.JSONDecoder(), done.stdout.strip(), []
+    while text:
+        event, end = decoder.raw_decode(text)
+        events.append(event)
+        text = text[end:].strip()
+    assert events[0]["job"]["job_id"] == made.job.job_id
+    assert events[1]["listed"] == {"count": 1} and events[1]["resume_token"]

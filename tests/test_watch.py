@@ -221,7 +221,7 @@ def test_a_change_stream_wakes_the_watchers_of_jobs_any_replica_changed() -> Non
         {"fullDocument": {}},
     ]
     hub = Recording()
-    ChangeFeed(MongoStore(Streaming(changes), "streaming"), hub).run()
+    ChangeFeed(MongoStore(Streaming(changes), "streaming"), hub, hub.notify).run()
     assert hub.woken == ["job-000000000001"]
     assert hub.polling, "once the stream has ended, watchers re-read"
 
@@ -230,7 +230,7 @@ def test_without_change_streams_watchers_re_read(caplog: pytest.LogCaptureFixtur
     refusal = OperationFailure("The $changeStream stage is only supported on replica sets", 40573)
     caplog.set_level(logging.INFO, logger="spaceone_job.app")
     hub = ChangeHub(lambda job_id: None, polling=True)
-    ChangeFeed(MongoStore(Streaming([], refusal), "standalone"), hub).run()
+    ChangeFeed(MongoStore(Streaming([], refusal), "standalone"), hub, hub.notify).run()
     assert "watchers re-read on a timer" in caplog.text and hub.polling
 
 

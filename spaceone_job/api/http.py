@@ -23,7 +23,7 @@ import json
 import logging
 import re
 import ssl
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -97,15 +97,16 @@ NDJSON = "application/x-ndjson"
 
 
 class Streaming(Protocol):
-    """A servicer of a server-streaming method, as any transport drives it."""
+    """A servicer of server-streaming methods, as any transport drives them."""
 
     def observed(
-        self, metadata: Metadata, route: str = ""
+        self, metadata: Metadata, route: str = "", method: str = ...
     ) -> AbstractContextManager[observe.Call]: ...
 
-    def events(
-        self, request: Any, metadata: Metadata, call: observe.Call
-    ) -> AsyncGenerator[message.Message | ServiceError, None]: ...
+    @property
+    def streams(
+        self,
+    ) -> Mapping[str, Callable[[Any, Metadata, observe.Call], AsyncGenerator[Any, None]]]: ...
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,7 @@ def _stream_handler(route: Route) -> Callable[[web.Request], Awaitable[web.Strea
     """A stream as newline-delimited JSON: one event a line. An error before the first event is
     answered as any call's; one after it is the last line, ``{"detail": {...}}``."""
     streaming: Streaming = route.servicer
+    method = route.method.name
 
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
@@ -272,10 +274,11 @@ def _stream_handler(route: Route) -> Callable[[web.Request], Awaitable[web.Strea
             return refusal(error)
         except _TooSlow:
             return _late_body()
-        with streaming.observed(metadata, request.path) as call:
+        with streaming.observed(metadata, request.path, method) as call:
             trailers = call.trailing_metadata
             # Closed within the call: a client that goes away is in its line.
-            async with contextlib.aclosing(streaming.events(parsed, metadata, call)) as items:
+            events = streaming.streams[method](parsed, metadata, call)
+            async with contextlib.aclosing(events) as items:
                 first = await anext(items)
                 if isinstance(first, ServiceError):
                     return refusal(first, trailers)

@@ -192,6 +192,7 @@ class MongoStore:
             return
         with self._call(timeout):
             self._collection.insert_many(list(documents), ordered=True)
+        self._tell(documents)
 
     def find_one(
         self,
@@ -320,10 +321,15 @@ class MongoStore:
         if doc is None:
             return None
         doc.pop("_id", None)
-        if isinstance(doc.get("job_id"), str):
-            for listener in self.listeners:
-                listener(doc["job_id"])
+        self._tell([doc])
         return doc
+
+    def _tell(self, documents: Sequence[Document]) -> None:
+        """Tell the listeners which jobs the written documents are (or belong to)."""
+        for doc in documents:
+            if isinstance(doc.get("job_id"), str):
+                for listener in self.listeners:
+                    listener(doc["job_id"])
 
     def changed_ids(self, opened: Callable[[], None] = lambda: None) -> Iterator[str]:
         """The ``job_id`` of each document as it changes, from a change stream (any replica's

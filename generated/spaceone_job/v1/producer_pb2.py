@@ -28,7 +28,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2 as spaceone_dot_api_dot_cost__
 from spaceone.api.cost_analysis.v1 import job_task_pb2 as spaceone_dot_api_dot_cost__analysis_dot_v1_dot_job__task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1espaceone_job/v1/producer.proto\x12\x0fspaceone_job.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\'spaceone/api/cost_analysis/v1/job.proto\x1a,spaceone/api/cost_analysis/v1/job_task.proto\"q\n\x08TaskSpec\x12(\n\x07options\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12;\n\x07\x63hanged\x18\x02 \x01(\x0b\x32*.spaceone.api.cost_analysis.v1.ChangedInfo\"\xcc\x02\n\x10\x43reateJobRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x64\x61ta_source_id\x18\x02 \x01(\t\x12\x14\n\x0cworkspace_id\x18\x03 \x01(\t\x12L\n\x0eresource_group\x18\x04 \x01(\x0e\x32\x34.spaceone.api.cost_analysis.v1.JobInfo.ResourceGroup\x12(\n\x07options\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05tasks\x18\x06 \x03(\x0b\x32\x19.spaceone_job.v1.TaskSpec\x12;\n\x07\x63hanged\x18\x07 \x03(\x0b\x32*.spaceone.api.cost_analysis.v1.ChangedInfo\x12\x17\n\x0fsynced_accounts\x18\x08 \x03(\t\"|\n\nCreatedJob\x12\x33\n\x03job\x18\x01 \x01(\x0b\x32&.spaceone.api.cost_analysis.v1.JobInfo\x12\x39\n\x05tasks\x18\x02 \x03(\x0b\x32*.spaceone.api.cost_analysis.v1.JobTaskInfo\"6\n\x0bTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\"Q\n\x0fProgressRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\x12\x15\n\rcreated_count\x18\x03 \x01(\x05\"g\n\x11\x46inishTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x17\n\tKeepAlive\x12\n\n\x02\x61t\x18\x01 \x01(\t\"\xa6\x01\n\nWatchEvent\x12\x35\n\x03job\x18\x01 \x01(\x0b\x32&.spaceone.api.cost_analysis.v1.JobInfoH\x00\x12\x30\n\nkeep_alive\x18\x02 \x01(\x0b\x32\x1a.spaceone_job.v1.KeepAliveH\x00\x12&\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x16.spaceone_job.v1.EventB\x07\n\x05\x65vent\"#\n\x11ListEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xdd\x01\n\x05\x45vent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x04 \x01(\t\x12\n\n\x02\x62y\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x12\n\nerror_code\x18\x08 \x01(\t\x12\x15\n\rerror_message\x18\t \x01(\t\x12\x15\n\rcreated_count\x18\n \x01(\x05\x12\x0f\n\x07quiet_s\x18\x0b \x01(\x05\x12\x14\n\x0cother_job_id\x18\x0c \x01(\t\"4\n\nEventsInfo\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.spaceone_job.v1.Event2\xbd\x04\n\x08Producer\x12}\n\ncreate_job\x12!.spaceone_job.v1.CreateJobRequest\x1a\x1b.spaceone_job.v1.CreatedJob\"/\x82\xd3\xe4\x93\x02)\"$/spaceone-job/v1/producer/create_job:\x01*\x12\x87\x01\n\nstart_task\x12\x1c.spaceone_job.v1.TaskRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo\"/\x82\xd3\xe4\x93\x02)\"$/spaceone-job/v1/producer/start_task:\x01*\x12\x95\x01\n\x0freport_progress\x12 .spaceone_job.v1.ProgressRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo\"4\x82\xd3\xe4\x93\x02.\")/spaceone-job/v1/producer/report_progress:\x01*\x12\x8f\x01\n\x0b\x66inish_task\x12\".spaceone_job.v1.FinishTaskRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo\"0\x82\xd3\xe4\x93\x02*\"%/spaceone-job/v1/producer/finish_task:\x01*2w\n\x05Watch\x12n\n\x05watch\x12\x1d.spaceone_job.v1.WatchRequest\x1a\x1b.spaceone_job.v1.WatchEvent\"\'\x82\xd3\xe4\x93\x02!\"\x1c/spaceone-job/v1/watch/watch:\x01*0\x01\x32\x8a\x01\n\x07History\x12\x7f\n\x0blist_events\x12\".spaceone_job.v1.ListEventsRequest\x1a\x1b.spaceone_job.v1.EventsInfo\"/\x82\xd3\xe4\x93\x02)\"$/spaceone-job/v1/history/list_events:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1espaceone_job/v1/producer.proto\x12\x0fspaceone_job.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\'spaceone/api/cost_analysis/v1/job.proto\x1a,spaceone/api/cost_analysis/v1/job_task.proto\"q\n\x08TaskSpec\x12(\n\x07options\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12;\n\x07\x63hanged\x18\x02 \x01(\x0b\x32*.spaceone.api.cost_analysis.v1.ChangedInfo\"\xcc\x02\n\x10\x43reateJobRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x64\x61ta_source_id\x18\x02 \x01(\t\x12\x14\n\x0cworkspace_id\x18\x03 \x01(\t\x12L\n\x0eresource_group\x18\x04 \x01(\x0e\x32\x34.spaceone.api.cost_analysis.v1.JobInfo.ResourceGroup\x12(\n\x07options\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05tasks\x18\x06 \x03(\x0b\x32\x19.spaceone_job.v1.TaskSpec\x12;\n\x07\x63hanged\x18\x07 \x03(\x0b\x32*.spaceone.api.cost_analysis.v1.ChangedInfo\x12\x17\n\x0fsynced_accounts\x18\x08 \x03(\t\"|\n\nCreatedJob\x12\x33\n\x03job\x18\x01 \x01(\x0b\x32&.spaceone.api.cost_analysis.v1.JobInfo\x12\x39\n\x05tasks\x18\x02 \x03(\x0b\x32*.spaceone.api.cost_analysis.v1.JobTaskInfo\"6\n\x0bTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\"Q\n\x0fProgressRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\x12\x15\n\rcreated_count\x18\x03 \x01(\x05\"g\n\x11\x46inishTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x02 \x01(\t\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\t\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x96\x01\n\x10WatchJobsRequest\x12\x16\n\x0e\x64\x61ta_source_id\x18\x01 \x01(\t\x12>\n\x06status\x18\x02 \x01(\x0e\x32..spaceone.api.cost_analysis.v1.JobQuery.Status\x12\x14\n\x0cworkspace_id\x18\x03 \x01(\t\x12\x14\n\x0cresume_token\x18\x04 \x01(\t\"\x17\n\x06Listed\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\"\xf6\x01\n\tJobsEvent\x12\x35\n\x03job\x18\x01 \x01(\x0b\x32&.spaceone.api.cost_analysis.v1.JobInfoH\x00\x12\x36\n\x04gone\x18\x02 \x01(\x0b\x32&.spaceone.api.cost_analysis.v1.JobInfoH\x00\x12)\n\x06listed\x18\x03 \x01(\x0b\x32\x17.spaceone_job.v1.ListedH\x00\x12\x30\n\nkeep_alive\x18\x04 \x01(\x0b\x32\x1a.spaceone_job.v1.KeepAliveH\x00\x12\x14\n\x0cresume_token\x18\x05 \x01(\tB\x07\n\x05\x65vent\"\x17\n\tKeepAlive\x12\n\n\x02\x61t\x18\x01 \x01(\t\"\xa6\x01\n\nWatchEvent\x12\x35\n\x03job\x18\x01 \x01(\x0b\x32&.spaceone.api.cost_analysis.v1.JobInfoH\x00\x12\x30\n\nkeep_alive\x18\x02 \x01(\x0b\x32\x1a.spaceone_job.v1.KeepAliveH\x00\x12&\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x16.spaceone_job.v1.EventB\x07\n\x05\x65vent\"#\n\x11ListEventsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xdd\x01\n\x05\x45vent\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\n\n\x02\x61t\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x13\n\x0bjob_task_id\x18\x04 \x01(\t\x12\n\n\x02\x62y\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x12\n\nerror_code\x18\x08 \x01(\t\x12\x15\n\rerror_message\x18\t \x01(\t\x12\x15\n\rcreated_count\x18\n \x01(\x05\x12\x0f\n\x07quiet_s\x18\x0b \x01(\x05\x12\x14\n\x0cother_job_id\x18\x0c \x01(\t\"4\n\nEventsInfo\x12&\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x16.spaceone_job.v1.Event2\xbd\x04\n\x08Producer\x12}\n\ncreate_job\x12!.spaceone_job.v1.CreateJobRequest\x1a\x1b.spaceone_job.v1.CreatedJob\"/\x82\xd3\xe4\x93\x02)\"$/spaceone-job/v1/producer/create_job:\x01*\x12\x87\x01\n\nstart_task\x12\x1c.spaceone_job.v1.TaskRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo\"/\x82\xd3\xe4\x93\x02)\"$/spaceone-job/v1/producer/start_task:\x01*\x12\x95\x01\n\x0freport_progress\x12 .spaceone_job.v1.ProgressRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo\"4\x82\xd3\xe4\x93\x02.\")/spaceone-job/v1/producer/report_progress:\x01*\x12\x8f\x01\n\x0b\x66inish_task\x12\".spaceone_job.v1.FinishTaskRequest\x1a*.spaceone.api.cost_analysis.v1.JobTaskInfo\"0\x82\xd3\xe4\x93\x02*\"%/spaceone-job/v1/producer/finish_task:\x01*2\xf4\x01\n\x05Watch\x12n\n\x05watch\x12\x1d.spaceone_job.v1.WatchRequest\x1a\x1b.spaceone_job.v1.WatchEvent\"\'\x82\xd3\xe4\x93\x02!\"\x1c/spaceone-job/v1/watch/watch:\x01*0\x01\x12{\n\nwatch_jobs\x12!.spaceone_job.v1.WatchJobsRequest\x1a\x1a.spaceone_job.v1.JobsEvent\",\x82\xd3\xe4\x93\x02&\"!/spaceone-job/v1/watch/watch_jobs:\x01*0\x01\x32\x8a\x01\n\x07History\x12\x7f\n\x0blist_events\x12\".spaceone_job.v1.ListEventsRequest\x1a\x1b.spaceone_job.v1.EventsInfo\"/\x82\xd3\xe4\x93\x02)\"$/spaceone-job/v1/history/list_events:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +45,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRODUCER'].methods_by_name['finish_task']._serialized_options = b'\202\323\344\223\002*\"%/spaceone-job/v1/producer/finish_task:\001*'
   _globals['_WATCH'].methods_by_name['watch']._loaded_options = None
   _globals['_WATCH'].methods_by_name['watch']._serialized_options = b'\202\323\344\223\002!\"\034/spaceone-job/v1/watch/watch:\001*'
+  _globals['_WATCH'].methods_by_name['watch_jobs']._loaded_options = None
+  _globals['_WATCH'].methods_by_name['watch_jobs']._serialized_options = b'\202\323\344\223\002&\"!/spaceone-job/v1/watch/watch_jobs:\001*'
   _globals['_HISTORY'].methods_by_name['list_events']._loaded_options = None
   _globals['_HISTORY'].methods_by_name['list_events']._serialized_options = b'\202\323\344\223\002)\"$/spaceone-job/v1/history/list_events:\001*'
   _globals['_TASKSPEC']._serialized_start=198
@@ -61,20 +63,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FINISHTASKREQUEST']._serialized_end=1016
   _globals['_WATCHREQUEST']._serialized_start=1018
   _globals['_WATCHREQUEST']._serialized_end=1048
-  _globals['_KEEPALIVE']._serialized_start=1050
-  _globals['_KEEPALIVE']._serialized_end=1073
-  _globals['_WATCHEVENT']._serialized_start=1076
-  _globals['_WATCHEVENT']._serialized_end=1242
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1244
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1279
-  _globals['_EVENT']._serialized_start=1282
-  _globals['_EVENT']._serialized_end=1503
-  _globals['_EVENTSINFO']._serialized_start=1505
-  _globals['_EVENTSINFO']._serialized_end=1557
-  _globals['_PRODUCER']._serialized_start=1560
-  _globals['_PRODUCER']._serialized_end=2133
-  _globals['_WATCH']._serialized_start=2135
-  _globals['_WATCH']._serialized_end=2254
-  _globals['_HISTORY']._serialized_start=2257
-  _globals['_HISTORY']._serialized_end=2395
+  _globals['_WATCHJOBSREQUEST']._serialized_start=1051
+  _globals['_WATCHJOBSREQUEST']._serialized_end=1201
+  _globals['_LISTED']._serialized_start=1203
+  _globals['_LISTED']._serialized_end=1226
+  _globals['_JOBSEVENT']._serialized_start=1229
+  _globals['_JOBSEVENT']._serialized_end=1475
+  _globals['_KEEPALIVE']._serialized_start=1477
+  _globals['_KEEPALIVE']._serialized_end=1500
+  _globals['_WATCHEVENT']._serialized_start=1503
+  _globals['_WATCHEVENT']._serialized_end=1669
+  _globals['_LISTEVENTSREQUEST']._serialized_start=1671
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1706
+  _globals['_EVENT']._serialized_start=1709
+  _globals['_EVENT']._serialized_end=1930
+  _globals['_EVENTSINFO']._serialized_start=1932
+  _globals['_EVENTSINFO']._serialized_end=1984
+  _globals['_PRODUCER']._serialized_start=1987
+  _globals['_PRODUCER']._serialized_end=2560
+  _globals['_WATCH']._serialized_start=2563
+  _globals['_WATCH']._serialized_end=2807
+  _globals['_HISTORY']._serialized_start=2810
+  _globals['_HISTORY']._serialized_end=2948
 # @@protoc_insertion_point(module_scope)

@@ -82,6 +82,38 @@ class WatchRequest(_message.Message):
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
+class WatchJobsRequest(_message.Message):
+    __slots__ = ("data_source_id", "status", "workspace_id", "resume_token")
+    DATA_SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    data_source_id: str
+    status: _job_pb2.JobQuery.Status
+    workspace_id: str
+    resume_token: str
+    def __init__(self, data_source_id: _Optional[str] = ..., status: _Optional[_Union[_job_pb2.JobQuery.Status, str]] = ..., workspace_id: _Optional[str] = ..., resume_token: _Optional[str] = ...) -> None: ...
+
+class Listed(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class JobsEvent(_message.Message):
+    __slots__ = ("job", "gone", "listed", "keep_alive", "resume_token")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    GONE_FIELD_NUMBER: _ClassVar[int]
+    LISTED_FIELD_NUMBER: _ClassVar[int]
+    KEEP_ALIVE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    job: _job_pb2.JobInfo
+    gone: _job_pb2.JobInfo
+    listed: Listed
+    keep_alive: KeepAlive
+    resume_token: str
+    def __init__(self, job: _Optional[_Union[_job_pb2.JobInfo, _Mapping]] = ..., gone: _Optional[_Union[_job_pb2.JobInfo, _Mapping]] = ..., listed: _Optional[_Union[Listed, _Mapping]] = ..., keep_alive: _Optional[_Union[KeepAlive, _Mapping]] = ..., resume_token: _Optional[str] = ...) -> None: ...
+
 class KeepAlive(_message.Message):
     __slots__ = ("at",)
     AT_FIELD_NUMBER: _ClassVar[int]

@@ -255,6 +255,11 @@ class WatchStub:
                 request_serializer=spaceone__job_dot_v1_dot_producer__pb2.WatchRequest.SerializeToString,
                 response_deserializer=spaceone__job_dot_v1_dot_producer__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.watch_jobs = channel.unary_stream(
+                '/spaceone_job.v1.Watch/watch_jobs',
+                request_serializer=spaceone__job_dot_v1_dot_producer__pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=spaceone__job_dot_v1_dot_producer__pb2.JobsEvent.FromString,
+                _registered_method=True)
 
 
 class WatchServicer:
@@ -269,6 +274,17 @@ class WatchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def watch_jobs(self, request, context):
+        """The jobs a console shows (a data source's, of a status, in a workspace; scope as
+        Job.list): the matching jobs now, newest first and at most a page, a `listed` mark, then
+        every change to a job that matches or stops matching, each event with its resume token.
+        With a resume_token: every change since it, without the list; a token this server can no
+        longer replay is refused FAILED_PRECONDITION ERROR_RESUME_TOO_OLD (watch again without it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WatchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -276,6 +292,11 @@ def add_WatchServicer_to_server(servicer, server):
                     servicer.watch,
                     request_deserializer=spaceone__job_dot_v1_dot_producer__pb2.WatchRequest.FromString,
                     response_serializer=spaceone__job_dot_v1_dot_producer__pb2.WatchEvent.SerializeToString,
+            ),
+            'watch_jobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.watch_jobs,
+                    request_deserializer=spaceone__job_dot_v1_dot_producer__pb2.WatchJobsRequest.FromString,
+                    response_serializer=spaceone__job_dot_v1_dot_producer__pb2.JobsEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +327,33 @@ class Watch:
             '/spaceone_job.v1.Watch/watch',
             spaceone__job_dot_v1_dot_producer__pb2.WatchRequest.SerializeToString,
             spaceone__job_dot_v1_dot_producer__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def watch_jobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/spaceone_job.v1.Watch/watch_jobs',
+            spaceone__job_dot_v1_dot_producer__pb2.WatchJobsRequest.SerializeToString,
+            spaceone__job_dot_v1_dot_producer__pb2.JobsEvent.FromString,
             options,
             channel_credentials,
             insecure,
