@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
@@ -144,26 +143,35 @@ class JwksReloader(threading.Thread):
 
 
 class ChangeFeed(threading.Thread):
-    """Wakes the watchers of jobs that any replica changed, from a store's change stream: each
-    change's job id goes to ``forward`` (the hub's, for jobs or for tasks)."""
+    """Wakes the watchers of jobs that any replica changed, from a store's change stream; with
+    ``journaled`` (the jobs' stream), list-watchers hear of each change too, by its token."""
 
-    def __init__(self, store: Store, hub: ChangeHub, forward: Callable[[str], None]) -> None:
+    def __init__(self, store: Store, hub: ChangeHub, journaled: bool) -> None:
         super().__init__(name=f"changes-{store.key}", daemon=True)
         self.store = store
         self.hub = hub
-        self.forward = forward
+        self.journaled = journaled
+
+    def _opened(self) -> None:
+        self.hub.set_polling(False)
+        if self.journaled:
+            self.hub.streamed = True
 
     def run(self) -> None:
         """Forward changes until the stream ends; without change streams, watchers re-read."""
         try:
-            for job_id in self.store.changed_ids(opened=lambda: self.hub.set_polling(False)):
-                self.forward(job_id)
+            for job_id, token in self.store.changed_ids(opened=self._opened):
+                self.hub.notify(job_id)
+                if self.journaled:
+                    self.hub.record(job_id, token)
         except ChangesUnavailable as exc:
             # Refused at the start (a standalone server), or later (its history lost).
             LOG.info("no change streams (%s): watchers re-read on a timer", exc)
         except StoreError as exc:
             reason = as_service_error(exc).details
             LOG.warning("change stream ended (%s): watchers re-read on a timer", reason)
+        if self.journaled:
+            self.hub.streamed = False
         self.hub.set_polling(True)
 
 
@@ -321,8 +329,8 @@ class App:
             self.reloader = JwksReloader(source, self.settings.jwks_reload_s)
             self.reloader.start()
         if not self.store.in_memory:  # else this process's writes are all the writes
-            ChangeFeed(self.store, self.hub, self.hub.job_changed).start()
-            ChangeFeed(self.tasks, self.hub, self.hub.notify).start()
+            ChangeFeed(self.store, self.hub, journaled=True).start()
+            ChangeFeed(self.tasks, self.hub, journaled=False).start()
         if self.settings.timeout_s == 0:
             LOG.info("jobs never time out (--timeout-s 0)")
         if self.sweeper.needed:

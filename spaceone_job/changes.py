@@ -155,8 +155,10 @@ class ChangeHub:
         self._feeds: dict[str, Feed] = {}
         self._per_token: Counter[str] = Counter()
         self._watchers = 0
-        # The latest job changes, for list-watchers (on the loop).
+        # The latest job changes, for list-watchers (on the loop), and whether the jobs' change
+        # stream brings them (else this process's writes do).
         self.journal = Journal()
+        self.streamed = False
 
     @property
     def watchers(self) -> int:
@@ -178,12 +180,18 @@ class ChangeHub:
             loop.call_soon_threadsafe(self._changed, job_id)
 
     def job_changed(self, job_id: str) -> None:
-        """A job changed (from any thread): its watchers read it again, and list-watchers hear
-        of it through the journal."""
+        """This process changed a job (from any thread): its watchers read it again, and
+        list-watchers hear of it through the journal, unless the change stream tells them (with
+        the token every replica shares)."""
         self.notify(job_id)
+        if not self.streamed:
+            self.record(job_id)
+
+    def record(self, job_id: str, token: str = "") -> None:
+        """Add a change to the journal (from any thread; ``token``: the change stream's)."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.journal.record, job_id)
+            loop.call_soon_threadsafe(self.journal.record, job_id, token)
 
     def _changed(self, job_id: str) -> None:
         feed = self._feeds.get(job_id)

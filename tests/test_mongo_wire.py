@@ -199,7 +199,7 @@ def test_a_change_stream_the_database_refuses_makes_watchers_re_read(
     caplog.set_level(logging.INFO, logger="spaceone_job.app")
     wire.server.autoresponds({"aggregate": "job"}, refused(code, name, message))
     hub = ChangeHub(lambda job_id: None, polling=True)
-    ChangeFeed(wire.store, hub, hub.notify).run()
+    ChangeFeed(wire.store, hub, journaled=False).run()
     assert hub.polling
     assert [r.getMessage() for r in caplog.records].count(
         next(r.getMessage() for r in caplog.records if "re-read" in r.getMessage())
@@ -211,7 +211,7 @@ def test_history_lost_on_an_open_change_stream_makes_watchers_re_read(
 ) -> None:
     caplog.set_level(logging.INFO, logger="spaceone_job.app")
     hub = ChangeHub(lambda job_id: None, polling=True)
-    feed = ChangeFeed(wire.store, hub, hub.notify)
+    feed = ChangeFeed(wire.store, hub, journaled=False)
     feed.start()
     # A replica set's answer carries the operation's time: the stream resumes from it.
     opened = {**cursor(cursor_id=42), "operationTime": Timestamp(1_764_700_000, 1)}

@@ -209,28 +209,35 @@ class Recording(ChangeHub):
     def __init__(self) -> None:
         super().__init__(lambda job_id: None, polling=True)
         self.woken: list[str] = []
+        self.recorded: list[tuple[str, str]] = []
 
     def notify(self, job_id: str) -> None:
         assert not self.polling, "an open change stream brings every change: no re-reads"
         self.woken.append(job_id)
 
+    def record(self, job_id: str, token: str = "") -> None:
+        assert self.streamed, "list-watchers hear of changes from the stream while it is open"
+        self.recorded.append((job_id, token))
 
-def test_a_change_stream_wakes_the_watchers_of_jobs_any_replica_changed() -> None:
+
+@pytest.mark.parametrize("journaled", [True, False], ids=["jobs", "tasks"])
+def test_a_change_stream_wakes_the_watchers_of_jobs_any_replica_changed(journaled: bool) -> None:
     changes: list[dict[str, Any]] = [
-        {"fullDocument": {"job_id": "job-000000000001"}},
-        {"fullDocument": {}},
+        {"_id": {"_data": "8263A1"}, "fullDocument": {"job_id": "job-000000000001"}},
+        {"_id": {"_data": "8263A2"}, "fullDocument": {}},
     ]
     hub = Recording()
-    ChangeFeed(MongoStore(Streaming(changes), "streaming"), hub, hub.notify).run()
+    ChangeFeed(MongoStore(Streaming(changes), "streaming"), hub, journaled=journaled).run()
     assert hub.woken == ["job-000000000001"]
-    assert hub.polling, "once the stream has ended, watchers re-read"
+    assert hub.recorded == ([("job-000000000001", "8263A1")] if journaled else [])
+    assert hub.polling and not hub.streamed, "once the stream has ended, watchers re-read"
 
 
 def test_without_change_streams_watchers_re_read(caplog: pytest.LogCaptureFixture) -> None:
     refusal = OperationFailure("The $changeStream stage is only supported on replica sets", 40573)
     caplog.set_level(logging.INFO, logger="spaceone_job.app")
     hub = ChangeHub(lambda job_id: None, polling=True)
-    ChangeFeed(MongoStore(Streaming([], refusal), "standalone"), hub, hub.notify).run()
+    ChangeFeed(MongoStore(Streaming([], refusal), "standalone"), hub, journaled=True).run()
     assert "watchers re-read on a timer" in caplog.text and hub.polling
 
 

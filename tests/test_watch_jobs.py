@@ -242,3 +242,18 @@ def test_the_watch_command_wants_a_job_or_a_data_source() -> None:
     done = subprocess.run([CLI, "watch", "--token", "t"], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stderr.strip() == "spaceone-job: watch needs a job id, or --data-source"
+
+
+def test_replicas_fed_by_one_change_stream_resume_each_others_tokens() -> None:
+    first, second = Journal(), Journal()
+    second.record("job-000000000000", "8263A0")  # the second replica has watched longer
+    for journal in (first, second):
+        for n in (1, 2, 3):
+            journal.record(f"job-00000000000{n}", f"8263A{n}")
+    token = first.token(first.place("8263A2") or 0)
+    assert token == "8263A2", "an event's token is its change's, as the stream gave it"
+    place = second.place(token)
+    assert place is not None
+    assert second.since(place) == [(place + 1, "job-000000000003")]
+    second.record("job-000000000003", "8263A3")
+    assert second.head == place + 1, "a change the stream gave twice is taken once"

@@ -331,10 +331,10 @@ class MongoStore:
                 for listener in self.listeners:
                     listener(doc["job_id"])
 
-    def changed_ids(self, opened: Callable[[], None] = lambda: None) -> Iterator[str]:
-        """The ``job_id`` of each document as it changes, from a change stream (any replica's
-        writes; ``opened`` is called once it is open); :class:`ChangesUnavailable` when the
-        deployment has none."""
+    def changed_ids(self, opened: Callable[[], None] = lambda: None) -> Iterator[tuple[str, str]]:
+        """The ``job_id`` of each document as it changes, with the change's resume token, from
+        a change stream (any replica's writes; ``opened`` is called once it is open);
+        :class:`ChangesUnavailable` when the deployment has none."""
         watched = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
         try:
             with self._stream(watched) as stream:
@@ -342,7 +342,7 @@ class MongoStore:
                 for change in stream:
                     job_id = (change.get("fullDocument") or {}).get("job_id")
                     if isinstance(job_id, str):
-                        yield job_id
+                        yield job_id, str((change.get("_id") or {}).get("_data", ""))
         except (OperationFailure, NotImplementedError) as exc:
             raise ChangesUnavailable(str(exc)) from exc
         except PyMongoError as exc:  # the database went away: the feed ends, watchers re-read

@@ -132,7 +132,7 @@ class Store(Protocol):
         """Remove every match; how many were removed."""
         ...
 
-    def changed_ids(self, opened: Callable[[], None] = lambda: None) -> Iterator[str]:
+    def changed_ids(self, opened: Callable[[], None] = lambda: None) -> Iterator[tuple[str, str]]:
         """The ``job_id`` of each document as it changes (``opened`` is called once the feed is
         open); ``ChangesUnavailable`` when the deployment has no change streams."""
         ...
