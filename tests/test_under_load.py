@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import socket
 import threading
 import time
@@ -257,3 +258,38 @@ def test_past_the_connection_cap_health_answers_on_its_own_port(serve: Serve) ->
         channel.close()
     for connection in held:
         connection.close()
+
+
+def os_threads(process: Any) -> int:
+    return len(os.listdir(f"/proc/{process.pid}/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through /proc")
+def test_a_hundred_watchers_and_list_watchers_add_no_thread(
+    serve_process: ServeProcess, token: Token
+) -> None:
+    live = serve_process([{"job_id": "job-000000000001", "data_source_id": "ds-000000000001"}])
+    admin = token()
+    stub = producer_pb2_grpc.WatchStub(live.channel)
+    warm = next(
+        stub.watch(
+            producer_pb2.WatchRequest(job_id="job-000000000001"),
+            metadata=(("token", admin),),
+            timeout=30,
+        )
+    )
+    assert warm.job.job_id
+    time.sleep(0.5)
+    idle = os_threads(live.app)
+    streams = watch_streams(live, admin, "job-000000000001", 50)
+    request = producer_pb2.WatchJobsRequest(data_source_id="ds-000000000001")
+    streams += [
+        stub.watch_jobs(request, metadata=(("token", admin),), timeout=30) for _ in range(50)
+    ]
+    for stream in streams:
+        next(stream)  # each one is open and has been answered
+    try:
+        assert os_threads(live.app) == idle, "a watcher waits on the loop, on no thread"
+    finally:
+        for stream in streams:
+            stream.cancel()
