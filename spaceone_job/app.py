@@ -271,14 +271,13 @@ class App:
         self.metrics: WSGIServer | None = None
         self.http: http.HttpServer | None = None
         self.reloader: JwksReloader | None = None
+        self._watched_fields = self.service.fields_and(("events",))
 
     def _watched(self, job_id: str) -> dict[str, Any] | None:
         """A watched job with its own events, read again for its watchers (their scope was
         checked as they came)."""
         return self.store.find_one(
-            {"job_id": job_id},
-            {**dict.fromkeys(self.store.fields, 1), "events": 1},
-            timeout=self.settings.query_timeout_ms / 1000,
+            {"job_id": job_id}, self._watched_fields, self.settings.query_timeout_ms / 1000
         )
 
     def prepare_store(self) -> tuple[int, int]:

@@ -150,10 +150,13 @@ class ReadService:
         also: Sequence[str] = (),
     ) -> Document:
         """One document the caller may read (with the internal fields named in ``also``)."""
-        projection = None
-        if also:
-            projection = {**dict.fromkeys(self.store.fields, 1), **dict.fromkeys(also, 1)}
+        projection = self.fields_and(also) if also else None
         return self._find(caller, self._id(value), self._budget(timeout), projection)
+
+    def fields_and(self, internal: Sequence[str]) -> dict[str, int]:
+        """The projection of a read that returns the internal fields ``internal`` beside the
+        document's own."""
+        return {**dict.fromkeys(self.store.fields, 1), **dict.fromkeys(internal, 1)}
 
     def readable(
         self, caller: Caller, ids: Sequence[str], timeout: float | None = None
