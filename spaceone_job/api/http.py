@@ -118,11 +118,7 @@ class Route:
     servicer: Any
     rpc: Rpc[Any, Any] | None
     method: MethodDescriptor
-
-    @property
-    def request(self) -> type[message.Message]:
-        """The request message's class."""
-        return message_factory.GetMessageClass(self.method.input_type)
+    request: type[message.Message]
 
 
 def console_path(path: str) -> str:
@@ -141,7 +137,8 @@ def routes(served: Iterable[tuple[ServiceDescriptor, Servicer | Streaming]]) -> 
                 continue
             rpc_ = None if method.server_streaming else vars(type(servicer))[method.name]
             paths = tuple(dict.fromkeys((rule.post, console_path(rule.post))))
-            found.append(Route(paths, servicer, rpc_, method))
+            kind = message_factory.GetMessageClass(method.input_type)
+            found.append(Route(paths, servicer, rpc_, method, kind))
     return found
 
 
