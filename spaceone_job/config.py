@@ -196,6 +196,11 @@ def _choices(s: Settings) -> str | None:
     return None
 
 
+# The longest retention: its TTL index (a day past it) within MongoDB's expireAfterSeconds, an
+# int32.
+MAX_RETAIN_DAYS = (2**31 - 1) // 86400 - 1
+
+
 def _ranges(s: Settings) -> str | None:
     if not 0 <= s.port <= 65535:
         return f"{flag('port')} is 0 to 65535; got {s.port}"
@@ -207,6 +212,11 @@ def _ranges(s: Settings) -> str | None:
     for name in ("retain_finished_days", "keep_finished_per_source"):
         if getattr(s, name) < 0:
             return f"{flag(name)} is 0 (off) or more; got {getattr(s, name)}"
+    if s.retain_finished_days > MAX_RETAIN_DAYS:
+        return (
+            f"{flag('retain_finished_days')} is at most {MAX_RETAIN_DAYS} (MongoDB's longest TTL);"
+            f" got {s.retain_finished_days}"
+        )
     if s.max_error_message_bytes < 16:
         return f"{flag('max_error_message_bytes')} is 16 or more; got {s.max_error_message_bytes}"
     if s.max_reports_per_task < 2:

@@ -15,7 +15,7 @@ import mongomock
 import prometheus_client
 import pytest
 
-from spaceone_job.config import SettingError, Settings
+from spaceone_job.config import MAX_RETAIN_DAYS, SettingError, Settings
 from spaceone_job.lifecycle import Created, Lifecycle, Sweeper, TaskSpec
 from spaceone_job.lifecycle import sweeper as sweeper_module
 from spaceone_job.lifecycle.jobs import Jobs
@@ -154,6 +154,18 @@ def test_the_sweeper_applies_retention_with_timeouts_off(
 def test_a_negative_retention_is_refused_naming_the_setting(name: str) -> None:
     with pytest.raises(SettingError, match=f"--{name.replace('_', '-')}"):
         Settings(**{name: -1})  # type: ignore[arg-type]
+
+
+def test_a_retention_past_mongodbs_longest_ttl_is_refused_and_the_longest_sweeps(
+    lifecycle: Lifecycle,
+) -> None:
+    with pytest.raises(
+        SettingError, match=rf"--retain-finished-days \(\S+\) is at most {MAX_RETAIN_DAYS}"
+    ):
+        Settings(retain_finished_days=MAX_RETAIN_DAYS + 1)
+    longest = Retention(days=Settings(retain_finished_days=MAX_RETAIN_DAYS).retain_finished_days)
+    assert longest.ttl_s <= 2**31 - 1
+    assert sweep_retention(lifecycle.jobs, longest) == 0
 
 
 def index_list(*indexes: dict[str, Any]) -> dict[str, Any]:
