@@ -303,3 +303,27 @@ def test_sweeper_thread_runs_and_stops(
     sweeper.stop()
     sweeper.join(5)
     assert not sweeper.is_alive()
+
+
+def test_a_sweeper_round_that_fails_unexpectedly_is_logged_and_the_next_comes(
+    lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rounds: list[int] = []
+    again = threading.Event()
+
+    def failing(jobs: Jobs, timeout_s: int) -> int:
+        rounds.append(timeout_s)
+        if len(rounds) == 1:
+            raise RuntimeError("a bug")
+        again.set()
+        return 0
+
+    monkeypatch.setattr(sweeper_module, "sweep_timeouts", failing)
+    sweeper = Sweeper(lifecycle.jobs, 7200, interval_s=0.01)
+    sweeper.start()
+    try:
+        assert again.wait(5), "the sweeper died with its first round"
+    finally:
+        sweeper.stop()
+        sweeper.join(5)
+    assert "sweeper: the round failed" in caplog.text

@@ -70,7 +70,8 @@ class Sweeper(threading.Thread):
         return self.timeout_s > 0 or self.retention.on
 
     def run(self) -> None:
-        """Sweep, wait, repeat; a database outage is logged and retried next round."""
+        """Sweep, wait, repeat; a failed round (a database outage: one line; anything else: its
+        traceback) is logged and the next round comes all the same."""
         while not self.stopped.is_set():
             try:
                 if self.timeout_s > 0:
@@ -79,6 +80,10 @@ class Sweeper(threading.Thread):
                     sweep_retention(self.jobs, self.retention)
             except StoreError as exc:
                 LOG.warning("sweeper: %s", as_service_error(exc).details)
+            except Exception:
+                LOG.exception(
+                    "sweeper: the round failed; the next one comes in %s s", self.interval_s
+                )
             self.stopped.wait(self.interval_s)
 
     def stop(self) -> None:
