@@ -257,3 +257,10 @@ def test_replicas_fed_by_one_change_stream_resume_each_others_tokens() -> None:
     assert second.since(place) == [(place + 1, "job-000000000003")]
     second.record("job-000000000003", "8263A3")
     assert second.head == place + 1, "a change the stream gave twice is taken once"
+
+
+def test_a_status_no_job_has_is_refused_naming_it(live: Live, token: Token) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        next(watch_jobs(live, token(), status=99))
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "key = status" in (refused.value.details() or "")

@@ -254,6 +254,10 @@ class WatchServicer(Servicer):
         return rendered[1]
 
 
+# A job status's name by its number in the request.
+_STATUSES = {number: name for name, number in job_pb2.JobQuery.Status.items()}
+
+
 def _wanted(request: producer_pb2.WatchJobsRequest) -> dict[str, str]:
     """The console's filter: the fields it names."""
     wanted = {
@@ -261,7 +265,9 @@ def _wanted(request: producer_pb2.WatchJobsRequest) -> dict[str, str]:
         "workspace_id": request.workspace_id.strip(),
     }
     if request.status:
-        wanted["status"] = job_pb2.JobQuery.Status.Name(request.status)
+        if request.status not in _STATUSES:
+            raise errors.invalid("status", f"no job status is numbered {request.status}.")
+        wanted["status"] = _STATUSES[request.status]
     return {name: value for name, value in wanted.items() if value}
 
 
