@@ -257,3 +257,4 @@ class ChangeHub:
     def _wake_all(self) -> None:
         for feed in self._feeds.values():
             feed.wake()
+        self.journal.wake()

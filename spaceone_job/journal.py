@@ -70,6 +70,10 @@ class Journal:
         if len(self._changes) > self._window:
             dropped, _ = self._changes.popleft()
             del self._numbers[dropped]
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake every waiter (a change, or the server stopping)."""
         if self._fresh is not None:
             self._fresh.set()
             self._fresh = None

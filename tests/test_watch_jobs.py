@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +265,17 @@ def test_a_status_no_job_has_is_refused_naming_it(live: Live, token: Token) -> N
         next(watch_jobs(live, token(), status=99))
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "key = status" in (refused.value.details() or "")
+
+
+def test_a_list_watch_ends_server_stopping_at_once_when_the_server_stops(
+    serve: Serve, token: Token
+) -> None:
+    live = serve(watch_keepalive_s=60)
+    stream = watch_jobs(live, token(), data_source_id=SOURCE)
+    until_listed(stream)
+    started = time.monotonic()
+    live.app.hub.close()  # as at SIGTERM
+    with pytest.raises(grpc.RpcError) as ended:
+        next(stream)
+    assert (ended.value.details() or "").startswith("ERROR_SERVER_STOPPING")
+    assert time.monotonic() - started < 2, "not at the next keep-alive, a minute away"
