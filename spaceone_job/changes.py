@@ -70,7 +70,7 @@ class Feed:
     async def next(self, version: int, timeout: float) -> None:
         """Wait until a version after ``version`` is read (or ``timeout`` passes, or the hub
         closes)."""
-        if self.version == version and not self._hub.closed:
+        if self.version == version:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._fresh.wait(), timeout=max(timeout, 0))
 

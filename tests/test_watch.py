@@ -164,6 +164,21 @@ def test_watchers_are_told_to_reconnect_at_shutdown(serve: Serve, token: Token) 
     assert all(w.details.startswith("ERROR_SERVER_STOPPING") for w in watchers)
 
 
+def test_a_watch_opened_while_the_server_stops_ends_at_once(serve: Serve, token: Token) -> None:
+    live = serve(watch_keepalive_s=60)
+    admin = token()
+    job_id = create(live, admin).response.job.job_id
+    live.app.hub.close()  # as at SIGTERM, while the port still takes calls
+    started = time.monotonic()
+    stub = producer_pb2_grpc.WatchStub(live.channel)
+    stream = stub.watch(producer_pb2.WatchRequest(job_id=job_id), metadata=(("token", admin),))
+    assert next(stream).job.job_id == job_id
+    with pytest.raises(grpc.RpcError) as ended:
+        next(stream)
+    assert (ended.value.details() or "").startswith("ERROR_SERVER_STOPPING")
+    assert time.monotonic() - started < 2, "not at the next keep-alive, a minute away"
+
+
 CLI = str(Path(sys.executable).parent / "spaceone-job")
 
 

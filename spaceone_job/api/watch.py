@@ -202,7 +202,10 @@ class WatchServicer(Servicer):
         server is stopping or the token has expired."""
         left = self.authenticator.seconds_left(caller)
         keepalive = sent + self.keepalive_s - time.monotonic()
-        await until(keepalive if left is None else min(keepalive, left))
+        # Not closed now: the hub's wake-up, queued on this loop after it closes, comes after
+        # this wait begins (a wake-up with no one waiting yet would be lost).
+        if not self.hub.closed:
+            await until(keepalive if left is None else min(keepalive, left))
         if self.hub.closed:
             raise errors.ServiceError(
                 errors.Code.SERVER_STOPPING, "The server is stopping; watch again."
