@@ -37,15 +37,15 @@ from spaceone_job.changes import ChangeHub
 from spaceone_job.config import SettingError, Settings, flag
 from spaceone_job.errors import as_service_error
 from spaceone_job.identity import MAX_WAITING, Identity, channel_to
+from spaceone_job.kinds import TASK
 from spaceone_job.lifecycle import Lifecycle, Sweeper, retention
 from spaceone_job.lifecycle.retention import Retention
 from spaceone_job.producer import Bounds, Producers
 from spaceone_job.query.filters import Limits
 from spaceone_job.server import Served, StartError
-from spaceone_job.service import JOB_TASKS, Clock, JobService, ReadService, Trails, utcnow
+from spaceone_job.service import Clock, JobService, ReadService, Trails, utcnow
 from spaceone_job.store.connect import connect
 from spaceone_job.store.documents import ChangesUnavailable, StoreError
-from spaceone_job.store.model import JobTask
 from spaceone_job.store.protocol import Store
 from spaceone_job.v1 import producer_pb2
 
@@ -226,14 +226,14 @@ class App:
             db_timeout_ms=settings.db_timeout_ms,
             query_timeout_ms=settings.query_timeout_ms,
         )
-        self.tasks = self.store.sibling(JobTask)
+        self.tasks = self.store.sibling(TASK)
         self.clock = clock
         self.lifecycle = Lifecycle(self.store, self.tasks, clock, settings.max_reports_per_task)
         limits, timeout_ms = limits_of(settings), settings.query_timeout_ms
         self.service = JobService(
             self.store, limits, timeout_ms, clock, on_cancel=self.lifecycle.cancel_tasks
         )
-        self.task_service = ReadService(self.tasks, limits, timeout_ms, clock, JOB_TASKS)
+        self.task_service = ReadService(self.tasks, limits, timeout_ms, clock)
         # One gate for every Job and JobTask call: one call limit, one drain.
         self.gate = Gate(settings.max_concurrent_rpcs)
         # Watchers are woken by this process's writes to jobs and to their tasks, and by other

@@ -28,6 +28,7 @@ import prometheus_client
 
 from spaceone_job.errors import Code, ServiceError, as_service_error
 from spaceone_job.journal import Journal
+from spaceone_job.kinds import JOB
 
 Document = dict[str, Any]
 MIN_INTERVAL_S = 0.2
@@ -36,8 +37,8 @@ PROGRESS_INTERVAL_S = 1.0
 POLL_MIN_S = 0.5
 POLL_MAX_S = 8.0
 # What a watcher tells apart: a transition (told at once) and progress (updated_at).
-TRANSITION = ("status", "remained_tasks", "total_tasks", "finished_at", "error_code")
-SEEN = (*TRANSITION, "updated_at")
+TRANSITION = JOB.transition
+SEEN = (*TRANSITION, *JOB.progress)
 WATCHERS = prometheus_client.Gauge("spaceone_job_watchers", "Watch streams open")
 
 

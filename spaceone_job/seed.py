@@ -4,8 +4,9 @@ A line is a job in ``JobInfo``'s JSON form, or (when it has ``job_task_id``) a t
 ``JobTaskInfo``'s; field names are the proto names (snake_case), enums by name, timestamps ISO
 8601. Each is checked against its message and its model (required ``domain_id``,
 ``data_source_id``, and for a task ``job_id``; lengths, choices). A task's job must be in the
-same file or already stored, in the same domain, workspace and data source. The first bad line
-stops the load with its line number, before anything is written.
+same file or already stored; the task takes what it leaves out of its job's domain, workspace,
+data source and resource group, and must agree on what it states. The first bad line stops the
+load with its line number, before anything is written.
 """
 
 from __future__ import annotations
@@ -17,45 +18,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import json_format, message
-from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
+from google.protobuf import json_format
 
+from spaceone_job.kinds import JOB, TASK, DocumentKind
 from spaceone_job.query.schema import parse_datetime
 from spaceone_job.store.documents import Document
-from spaceone_job.store.model import InvalidJob, Job, JobTask, Model, new_document
+from spaceone_job.store.model import InvalidJob, new_document
 from spaceone_job.store.protocol import Store
-
-# What a task shares with its job, and must agree on.
-INHERITED = ("domain_id", "workspace_id", "data_source_id")
-
-
-@dataclass(frozen=True)
-class Kind:
-    """One kind of line: its message, model, required fields and timestamps."""
-
-    message: type[message.Message]
-    model: Model
-    required: tuple[str, ...]
-    times: tuple[str, ...]
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """The proto field names a line of this kind may hold."""
-        return tuple(f.name for f in self.message.DESCRIPTOR.fields)
-
-
-JOB = Kind(
-    job_pb2.JobInfo,
-    Job,
-    ("domain_id", "data_source_id"),
-    ("created_at", "updated_at", "finished_at"),
-)
-TASK = Kind(
-    job_task_pb2.JobTaskInfo,
-    JobTask,
-    ("domain_id", "data_source_id", "job_id"),
-    ("created_at", "started_at", "updated_at", "finished_at"),
-)
 
 
 class SeedError(ValueError):
@@ -65,20 +34,16 @@ class SeedError(ValueError):
         super().__init__(f"{path}:{line}: {reason}")
 
 
-def _document(raw: Any, now: datetime) -> tuple[Kind, Document]:
+def _document(raw: Any, now: datetime) -> tuple[DocumentKind, Document]:
     if not isinstance(raw, dict):
         raise ValueError("a line is one JSON object")
-    kind = TASK if "job_task_id" in raw else JOB
-    unknown = sorted(set(raw) - set(kind.fields))
+    kind = TASK if TASK.key in raw else JOB
+    unknown = sorted(set(raw) - set(kind.shown))
     if unknown:
-        raise ValueError(
-            f"unknown field(s) {', '.join(unknown)}; a line holds {', '.join(kind.fields)}"
-        )
-    json_format.ParseDict(raw, kind.message())
+        shown = ", ".join(kind.shown)
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}; a line holds {shown}")
+    json_format.ParseDict(raw, kind.info())
     data = {key: value for key, value in raw.items() if value not in ("", None)}
-    for name in kind.required:
-        if name not in data:
-            raise ValueError(f"{name} is required")
     for name in kind.times:
         if name in data:
             try:
@@ -90,6 +55,9 @@ def _document(raw: Any, now: datetime) -> tuple[Kind, Document]:
                 ) from exc
     data.setdefault("created_at", now)
     data.setdefault("updated_at", data["created_at"])
+    for name in kind.required:
+        if name not in data:
+            raise ValueError(f"{name} is required")
     if data.get("resource_group") == "RESOURCE_GROUP_NONE":
         del data["resource_group"]
     return kind, new_document(data, kind.model)
@@ -120,7 +88,7 @@ def parse_lines(lines: Iterable[str], path: str, now: datetime) -> Parsed:
             kind, doc = _document(raw, now)
         except (ValueError, json_format.ParseError, InvalidJob) as exc:
             raise SeedError(path, number, str(exc)) from exc
-        key = doc["job_task_id"] if kind is TASK else doc["job_id"]
+        key = doc[kind.key]
         first = seen.setdefault(key, number)
         if first != number:
             raise SeedError(path, number, f"{key} repeats line {first}")
@@ -129,7 +97,8 @@ def parse_lines(lines: Iterable[str], path: str, now: datetime) -> Parsed:
 
 
 def _check_tasks(parsed: Parsed, jobs: Store, path: str) -> None:
-    """Every task's job is in the file or stored, and agrees on domain, workspace and source."""
+    """Every task's job is in the file or stored; what a task inherits from its job it takes
+    from it when the line leaves it out, and must agree on otherwise."""
     in_file = {doc["job_id"]: doc for _, doc in parsed.jobs}
     for number, task in parsed.tasks:
         job: Mapping[str, Any] | None = in_file.get(task["job_id"]) or jobs.find_one(
@@ -137,8 +106,10 @@ def _check_tasks(parsed: Parsed, jobs: Store, path: str) -> None:
         )
         if job is None:
             raise SeedError(path, number, f"its job {task['job_id']} is neither here nor stored")
-        for name in INHERITED:
-            if job.get(name) != task.get(name):
+        for name in TASK.inherited:
+            if task.get(name) is None:
+                task[name] = job.get(name)
+            elif job.get(name) != task[name]:
                 raise SeedError(
                     path, number, f"{name} {task.get(name)!r} is not its job's ({job.get(name)!r})"
                 )

@@ -1,9 +1,9 @@
 """The API's rules: tenant scope, the cancel state machine, validation order.
 
-One :class:`ReadService` serves ``get``, ``list`` and ``stat`` for a kind of document described
-by a :class:`Resource` (jobs, job tasks); :class:`JobService` adds ``cancel``. Requests arrive as
-plain values (the servicer has already turned protobuf into dicts and authenticated the caller);
-answers leave as stored documents or plain dicts for the renderer.
+One :class:`ReadService` serves ``get``, ``list`` and ``stat`` for the kind of document its store
+holds (jobs, job tasks: see :mod:`spaceone_job.kinds`); :class:`JobService` adds ``cancel``.
+Requests arrive as plain values (the servicer has already turned protobuf into dicts and
+authenticated the caller); answers leave as stored documents or plain dicts for the renderer.
 """
 
 from __future__ import annotations
@@ -63,22 +63,6 @@ def _does_not_fit(part: str) -> ServiceError:
 
 
 @dataclass(frozen=True)
-class Resource:
-    """A kind of document the API reads: its schema, id field and ``list`` shortcuts."""
-
-    schema: schema.Schema
-    id_field: str
-    # Request fields that narrow a list to one value (workspace_id is the scope's own).
-    shortcuts: tuple[str, ...]
-
-
-JOBS = Resource(schema.JOB, "job_id", ("job_id", "status", "data_source_id"))
-JOB_TASKS = Resource(
-    schema.JOB_TASK, "job_task_id", ("job_task_id", "status", "job_id", "data_source_id")
-)
-
-
-@dataclass(frozen=True)
 class ListResult:
     """One page of documents, the count before paging, and how to render them."""
 
@@ -88,7 +72,8 @@ class ListResult:
 
 
 class ReadService:
-    """get / list / stat of one :class:`Resource` for an authenticated caller."""
+    """get / list / stat of the documents of one store (jobs, or job tasks) for an
+    authenticated caller."""
 
     def __init__(
         self,
@@ -96,13 +81,14 @@ class ReadService:
         limits: Limits,
         query_timeout_ms: int,
         clock: Clock = utcnow,
-        resource: Resource = JOBS,
     ) -> None:
         self.store = store
         self.limits = limits
         self.query_timeout_ms = query_timeout_ms
         self.clock = clock
-        self.resource = resource
+        # What the store holds (jobs, or job tasks) decides the fields, the id and the shortcuts.
+        self.kind = store.kind
+        self.schema = schema.Schema(store.kind)
 
     def _budget(self, client_timeout: float | None) -> float:
         """Seconds the database work of one call may take: the query limit or the client's
@@ -111,17 +97,15 @@ class ReadService:
         return limit if client_timeout is None else max(min(limit, client_timeout), 0.001)
 
     def _context(self) -> Context:
-        return Context(self.resource.schema, self.limits, self.clock())
+        return Context(self.schema, self.limits, self.clock())
 
     def _id(self, value: str) -> str:
-        name = self.resource.id_field
+        name = self.kind.key
         value = value.strip()
         if not value:
             raise required(name)
         if len(value) > ID_MAX_LENGTH:
-            raise invalid(
-                name, f"a {self.resource.schema.noun} id is at most {ID_MAX_LENGTH} characters."
-            )
+            raise invalid(name, f"a {self.kind.noun} id is at most {ID_MAX_LENGTH} characters.")
         return value
 
     def _find(
@@ -131,13 +115,13 @@ class ReadService:
         timeout: float,
         projection: Mapping[str, Any] | None = None,
     ) -> Document:
-        name = self.resource.id_field
+        name = self.kind.key
         where = _and([*read_scope(caller), {name: value}])
         doc = self.store.find_one(where, projection, timeout=timeout)
         if doc is None:
             raise ServiceError(
                 Code.NOT_FOUND,
-                f"The {self.resource.schema.noun} does not exist or is out of reach.",
+                f"The {self.kind.noun} does not exist or is out of reach.",
                 **{name: value},
             )
         return doc
@@ -162,7 +146,7 @@ class ReadService:
         self, caller: Caller, ids: Sequence[str], timeout: float | None = None
     ) -> dict[str, Document]:
         """The documents of ``ids`` the caller may read, by id."""
-        name = self.resource.id_field
+        name = self.kind.key
         where = _and([*read_scope(caller), {name: {"$in": list(ids)}}])
         found = self.store.find(
             where, projection=None, sort=[], skip=0, limit=0, timeout=self._budget(timeout)
@@ -224,7 +208,7 @@ class ReadService:
 
     def _shortcuts(self, caller: Caller, request: Mapping[str, Any]) -> list[Clause]:
         clauses: list[Clause] = [
-            {name: request[name]} for name in self.resource.shortcuts if request.get(name)
+            {name: request[name]} for name in self.kind.shortcuts if request.get(name)
         ]
         workspace_id = request.get("workspace_id")
         # A workspace caller's scope already fixes the workspace; upstream ignores theirs too.
@@ -271,7 +255,7 @@ class JobService(ReadService):
         clock: Clock = utcnow,
         on_cancel: Callable[[str], object] | None = None,
     ) -> None:
-        super().__init__(store, limits, query_timeout_ms, clock, JOBS)
+        super().__init__(store, limits, query_timeout_ms, clock)
         # What follows a cancel (the lifecycle cancels the job's PENDING tasks).
         self.on_cancel = on_cancel
 

@@ -43,11 +43,12 @@ from spaceone_job import auth
 from spaceone_job.api.servicer import Gate, JobServicer, JobTaskServicer
 from spaceone_job.app import App
 from spaceone_job.config import Settings
+from spaceone_job.kinds import JOB, TASK
 from spaceone_job.lifecycle import Lifecycle
 from spaceone_job.query.filters import Limits
-from spaceone_job.service import JOB_TASKS, JobService, ReadService
+from spaceone_job.service import JobService, ReadService
 from spaceone_job.store.connect import connect
-from spaceone_job.store.model import Job, JobTask, new_document
+from spaceone_job.store.model import new_document
 from spaceone_job.store.mongo import MongoStore
 from spaceone_job.store.protocol import Store
 
@@ -167,7 +168,7 @@ def mongo_store(database: str) -> MongoStore:
         found = connect(TEST_MONGODB_URI, database, db_timeout_ms=3000)
         assert isinstance(found, MongoStore)
         return found
-    collection: Any = mongomock.MongoClient()[database][Job._meta["collection"]]
+    collection: Any = mongomock.MongoClient()[database][JOB.model._meta["collection"]]
     return MongoStore(collection, "MongoDB store over mongomock")
 
 
@@ -307,7 +308,7 @@ class InProcess:
 @pytest.fixture
 def tasks(store: Store) -> Iterator[Store]:
     """The job tasks beside the jobs of ``store``."""
-    task_store = store.sibling(JobTask)
+    task_store = store.sibling(TASK)
     task_store.ensure_indexes()
     yield task_store
     task_store.drop()
@@ -331,7 +332,7 @@ def api(
 ) -> InProcess:
     """Job and JobTask in-process, sharing one call gate as the server does."""
     gate = Gate(64)
-    task_service = ReadService(tasks, Limits(), 10_000, clock, JOB_TASKS)
+    task_service = ReadService(tasks, Limits(), 10_000, clock)
     return InProcess(
         JobServicer(service, authenticator, gate),
         JobTaskServicer(task_service, authenticator, gate),

@@ -22,8 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spaceone.api.cost_analysis.v1 import job_pb2
 
-from spaceone_job import auth
-from spaceone_job.query import schema
+from spaceone_job import auth, kinds
 from spaceone_job.query.filters import OPERATORS
 from spaceone_job.query.stat import GROUP_OPERATORS, PROJECT_OPERATORS
 from spaceone_job.store.protocol import Store
@@ -65,7 +64,7 @@ def fuzz_settings(examples: int) -> settings:
 text = st.text(max_size=40)
 known_names = st.sampled_from(
     [
-        *schema.JOB.document_fields,
+        *kinds.JOB.shown,
         "changed.start",
         "changed.filter",
         "changed.filter.region",

@@ -12,7 +12,8 @@ from google.protobuf import json_format
 from spaceone.api.cost_analysis.v1 import job_task_pb2
 
 from spaceone_job import auth
-from spaceone_job.store.model import JobTask, new_document
+from spaceone_job.kinds import TASK
+from spaceone_job.store.model import new_document
 from spaceone_job.store.protocol import Store
 
 from .conftest import D1, NOW, WS1, InProcess, Live, Token
@@ -33,7 +34,7 @@ def task(**fields: Any) -> dict[str, Any]:
         "updated_at": NOW - timedelta(minutes=30),
     }
     data.update(fields)
-    return new_document(data, JobTask)
+    return new_document(data, TASK.model)
 
 
 @pytest.fixture

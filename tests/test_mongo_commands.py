@@ -25,11 +25,11 @@ from mockupdb import Matcher
 
 from spaceone_job import auth
 from spaceone_job.auth import Caller
+from spaceone_job.kinds import TASK
 from spaceone_job.lifecycle import Lifecycle
 from spaceone_job.producer import Producers
 from spaceone_job.query.filters import Limits
-from spaceone_job.service import JOB_TASKS, JobService, ReadService
-from spaceone_job.store.model import JobTask
+from spaceone_job.service import JobService, ReadService
 
 from .conftest import D1, NOW, WS1
 from .support.wire_server import Backing, Wire
@@ -77,10 +77,10 @@ def backed() -> Iterator[tuple[Wire, Backing]]:
 def requests(wire: Wire) -> dict[str, Callable[[], Any]]:
     """The representative requests, by name, in the order they run."""
     jobs = wire.store
-    tasks = jobs.sibling(JobTask)
+    tasks = jobs.sibling(TASK)
     lifecycle = Lifecycle(jobs, tasks, lambda: NOW)
     service = JobService(jobs, Limits(), 2000, lambda: NOW, on_cancel=lifecycle.cancel_tasks)
-    task_service = ReadService(tasks, Limits(), 2000, lambda: NOW, JOB_TASKS)
+    task_service = ReadService(tasks, Limits(), 2000, lambda: NOW)
     producers = Producers(lifecycle)
     created: dict[str, Any] = {}
 

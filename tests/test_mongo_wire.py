@@ -19,11 +19,11 @@ from spaceone_job.app import ChangeFeed
 from spaceone_job.auth import Caller
 from spaceone_job.changes import ChangeHub
 from spaceone_job.errors import STATUS_BY_CODE
+from spaceone_job.kinds import TASK
 from spaceone_job.lifecycle import Lifecycle
 from spaceone_job.query.filters import Limits
 from spaceone_job.service import JobService
 from spaceone_job.store.connect import connect
-from spaceone_job.store.model import JobTask
 from spaceone_job.store.mongo import MongoStore
 
 from .conftest import D1, NOW
@@ -242,7 +242,7 @@ def test_an_index_conflict_at_start_is_logged_and_the_start_goes_on(
 def test_a_reports_reads_and_write_carry_the_calls_time_and_its_write_names_the_scope(
     wire: Wire,
 ) -> None:
-    lifecycle = Lifecycle(wire.store, wire.store.sibling(JobTask), lambda: NOW)
+    lifecycle = Lifecycle(wire.store, wire.store.sibling(TASK), lambda: NOW)
     task = {"job_task_id": "job-task-000000000001", "job_id": JOB["job_id"], "domain_id": D1}
     scope = {"domain_id": D1}
     started = go(lifecycle.start_task, task["job_task_id"], None, scope, CALL_S)

@@ -23,13 +23,13 @@ from spaceone_job import auth
 from spaceone_job.api import render
 from spaceone_job.auth import Caller
 from spaceone_job.errors import ServiceError
+from spaceone_job.kinds import TASK
 from spaceone_job.lifecycle import Created, Lifecycle
 from spaceone_job.producer import Producers
 from spaceone_job.query.filters import Limits
 from spaceone_job.service import JobService
 from spaceone_job.store.connect import connect
 from spaceone_job.store.documents import Document
-from spaceone_job.store.model import JobTask
 
 from .conftest import D1, D2, TEST_MONGODB_URI, WS1, WS2, Clock
 
@@ -62,7 +62,7 @@ class Producing(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.jobs = connect(TEST_MONGODB_URI, f"spaceone-job-test-{uuid.uuid4().hex[:8]}")
-        self.tasks = self.jobs.sibling(JobTask)
+        self.tasks = self.jobs.sibling(TASK)
         self.clock = Clock()
         self.lifecycle = Lifecycle(self.jobs, self.tasks, self.clock)
         self.producers = Producers(self.lifecycle)

@@ -132,12 +132,23 @@ def test_a_task_line_loads_beside_its_job_or_a_stored_one(
     assert stored is not None and stored["changed"]["start"] == "2021-01"
 
 
+def test_a_task_line_takes_what_it_leaves_out_of_its_jobs_workspace_and_resource_group(
+    store: Store, tasks: Store, tmp_path: Path
+) -> None:
+    line = {name: value for name, value in TASK.items() if name != "workspace_id"}
+    seed.load(store, tasks, write(tmp_path, GOOD, line), NOW)
+    stored = tasks.find_one({"job_task_id": TASK["job_task_id"]})
+    assert stored is not None
+    assert (stored["workspace_id"], stored["resource_group"]) == ("*", "DOMAIN")
+
+
 @pytest.mark.parametrize(
     ("line", "mentions"),
     [
         ({**TASK, "job_id": "job-00000000dead"}, "its job job-00000000dead is neither here"),
         ({**TASK, "domain_id": "domain-other"}, "domain_id 'domain-other' is not its job's"),
         ({**TASK, "workspace_id": "ws-other"}, "workspace_id 'ws-other' is not its job's"),
+        ({**TASK, "resource_group": "WORKSPACE"}, "resource_group 'WORKSPACE' is not its job's"),
         ({**TASK, "status": "TIMEOUT"}, "['status']"),
         ({**TASK, "total_tasks": 3}, "unknown field(s) total_tasks"),
     ],

@@ -8,75 +8,18 @@ out by ``only``) stay unset; they are never filled with defaults.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from google.protobuf import struct_pb2
 from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 
+from spaceone_job.kinds import JOB, TASK, DocumentKind
 from spaceone_job.v1 import producer_pb2
 
 Document = Mapping[str, Any]
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
-
-
-@dataclass(frozen=True)
-class Shape:
-    """How one message type is filled from a stored document (one table per message)."""
-
-    strings: tuple[str, ...]
-    ints: tuple[str, ...]
-    times: tuple[str, ...]
-    # What a minimal result renders besides status: upstream's info module's short form, plus
-    # workspace_id (contract §6.6).
-    minimal: frozenset[str]
-    # Names a document may hold that the enums do not know (an older or hand-edited database)
-    # are left unset rather than failing the call.
-    statuses: Mapping[str, int]
-    resource_groups: Mapping[str, int]
-    # What a minimal result leaves out.
-    hidden: frozenset[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        every = frozenset((*self.strings, *self.ints, *self.times))
-        object.__setattr__(self, "hidden", every - self.minimal)
-
-
-JOB = Shape(
-    strings=(
-        "job_id",
-        "error_code",
-        "error_message",
-        "domain_id",
-        "workspace_id",
-        "data_source_id",
-    ),
-    ints=("total_tasks", "remained_tasks"),
-    times=("created_at", "updated_at", "finished_at"),
-    minimal=frozenset(
-        {"job_id", "total_tasks", "remained_tasks", "data_source_id", "workspace_id"}
-    ),
-    statuses=dict(job_pb2.JobInfo.Status.items()),
-    resource_groups=dict(job_pb2.JobInfo.ResourceGroup.items()),
-)
-JOB_TASK = Shape(
-    strings=(
-        "job_task_id",
-        "job_id",
-        "error_code",
-        "error_message",
-        "domain_id",
-        "workspace_id",
-        "data_source_id",
-    ),
-    ints=("created_count",),
-    times=("created_at", "started_at", "updated_at", "finished_at"),
-    minimal=frozenset({"job_task_id", "created_count", "job_id", "data_source_id", "workspace_id"}),
-    statuses=dict(job_task_pb2.JobTaskInfo.Status.items()),
-    resource_groups=dict(job_task_pb2.JobTaskInfo.ResourceGroup.items()),
-)
 
 
 def timestamp(moment: datetime) -> str:
@@ -104,34 +47,33 @@ def job_task_info(doc: Document, minimal: bool = False) -> job_task_pb2.JobTaskI
     return info
 
 
-def _fill(info: Any, doc: Document, minimal: bool, shape: Shape) -> None:
-    """The fields every message type has, as ``shape`` says."""
-    hidden = shape.hidden if minimal else frozenset()
+def _fill(info: Any, doc: Document, minimal: bool, kind: DocumentKind) -> None:
+    """The fields every message type has, as ``kind`` says."""
+    hidden = kind.hidden if minimal else frozenset()
     # Values of the wrong type (a hand-edited database) are left unset, never a failed call.
-    for name in shape.strings:
+    for name in kind.strings:
         value = doc.get(name)
         if isinstance(value, str) and name not in hidden:
             setattr(info, name, value)
-    for name in shape.ints:
+    for name in kind.ints:
         value = doc.get(name)
         if isinstance(value, int) and _INT32_MIN <= value <= _INT32_MAX and name not in hidden:
             setattr(info, name, value)
-    for name in shape.times:
+    for name in kind.times:
         value = doc.get(name)
         if isinstance(value, datetime) and name not in hidden:
             setattr(info, name, timestamp(value))
-    status = shape.statuses.get(doc.get("status") or "")
-    if status is not None:
-        info.status = status
-    if minimal:
-        return
-    resource_group = shape.resource_groups.get(doc.get("resource_group") or "")
-    if resource_group is not None:
-        info.resource_group = resource_group
-    options = doc.get("options")
-    if isinstance(options, Mapping):
-        info.options.SetInParent()  # an empty dict is an empty Struct, present, as upstream
-        _update(info.options, options)
+    # Names a document may hold that the enums do not know (an older or hand-edited database)
+    # are left unset rather than failing the call.
+    for name, numbers in kind.enums.items():
+        number = numbers.get(doc.get(name) or "")
+        if number is not None and name not in hidden:
+            setattr(info, name, number)
+    for name in kind.structs:
+        value = doc.get(name)
+        if isinstance(value, Mapping) and name not in hidden:
+            getattr(info, name).SetInParent()  # an empty dict is an empty Struct, present
+            _update(getattr(info, name), value)
 
 
 def _fill_changed(item: job_pb2.ChangedInfo, changed: Mapping[str, Any]) -> None:
@@ -152,7 +94,7 @@ def _fill_job(info: job_pb2.JobInfo, doc: Document, minimal: bool) -> None:
 
 
 def _fill_task(info: job_task_pb2.JobTaskInfo, doc: Document, minimal: bool) -> None:
-    _fill(info, doc, minimal, JOB_TASK)
+    _fill(info, doc, minimal, TASK)
     changed = doc.get("changed")
     if not minimal and isinstance(changed, Mapping):
         _fill_changed(info.changed, changed)

@@ -19,6 +19,7 @@ from typing import Any
 
 from spaceone_job.errors import Code, ServiceError, as_service_error
 from spaceone_job.idempotency import Request
+from spaceone_job.kinds import JOB, TASK, DocumentKind
 from spaceone_job.lifecycle.states import (
     DUPLICATE_JOB,
     DUPLICATE_WINDOW,
@@ -33,15 +34,7 @@ from spaceone_job.lifecycle.states import (
 )
 from spaceone_job.service import Clock, utcnow
 from spaceone_job.store.documents import Document, DuplicateJobId, OutOfTime, StoreError
-from spaceone_job.store.model import (
-    InvalidJob,
-    Job,
-    JobTask,
-    Model,
-    new_document,
-    new_job_id,
-    new_task_id,
-)
+from spaceone_job.store.model import InvalidJob, new_document, new_job_id, new_task_id
 from spaceone_job.store.protocol import Store
 from spaceone_job.trail import DUPLICATE_RULE, JOB_ENDS, Actor, event, pushed
 
@@ -291,19 +284,18 @@ class Jobs:
         return Created(job, [_task_as_created(task) for task in tasks])
 
     @staticmethod
-    def _valid(data: dict[str, Any], model: Model = Job) -> Document:
+    def _valid(data: dict[str, Any], kind: DocumentKind = JOB) -> Document:
         try:
-            return new_document(data, model)
+            return new_document(data, kind.model)
         except InvalidJob as exc:
             raise ServiceError(Code.INVALID_PARAMETER, f"Invalid job: {exc}.") from exc
 
     def _task(self, job: Document, spec: TaskSpec, now: datetime, task_id: str) -> Document:
-        inherited = ("job_id", "data_source_id", "workspace_id", "domain_id", "resource_group")
-        data = {name: job[name] for name in inherited}
+        data = {name: job[name] for name in TASK.inherited}
         data.update(job_task_id=task_id, options=dict(spec.options), created_at=now, updated_at=now)
         if spec.changed is not None:
             data["changed"] = dict(spec.changed)
-        return self._valid(data, JobTask)
+        return self._valid(data, TASK)
 
     def _duplicated(self, job: Document, now: datetime, left: Left) -> str | None:
         """The running job ``job`` duplicates, by upstream's duplicate check with the manual-job

@@ -17,7 +17,8 @@ import regex
 
 from spaceone_job.errors import Code, ServiceError, required, shown
 from spaceone_job.query import schema
-from spaceone_job.query.schema import Field, Kind, Schema
+from spaceone_job.query.schema import Schema
+from spaceone_job.store.model import Field, Kind
 
 Clause = dict[str, Any]
 # A clause that no document satisfies, in standard MongoDB.

@@ -14,7 +14,8 @@ from typing import Any
 from spaceone_job.errors import Code, ServiceError, invalid, required, shown
 from spaceone_job.query import schema
 from spaceone_job.query.filters import Clause, Context, Limits, combine, conditions
-from spaceone_job.query.schema import Kind, Schema
+from spaceone_job.query.schema import Schema
+from spaceone_job.store.model import Kind
 
 DEFAULT_SORT: tuple[tuple[str, int], ...] = (("created_at", -1), ("_id", -1))
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")

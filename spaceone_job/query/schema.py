@@ -1,4 +1,5 @@
-"""The field schema: every queryable field and sub-field of a job, with its type.
+"""The field schema: every queryable field and sub-field of a kind of document, with its type,
+as its :class:`~spaceone_job.kinds.DocumentKind` describes it.
 
 It decides which keys a filter, sort, ``only``, ``unwind`` or stat stage may name, and how a
 value sent for that key is checked and converted. Nothing outside this table can reach the
@@ -7,39 +8,14 @@ database as a field path.
 
 from __future__ import annotations
 
-import enum
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from spaceone_job import kinds
 from spaceone_job.errors import Code, ServiceError, shown
-from spaceone_job.store.model import RESOURCE_GROUPS, STATUSES, TASK_STATUSES
-
-
-class Kind(enum.Enum):
-    """How a field's values are typed."""
-
-    STRING = "string"
-    INT = "integer"
-    DATETIME = "datetime"
-    ANY = "free-form value"
-    OBJECT = "object"
-    ARRAY = "array of objects"
-
-
-@dataclass(frozen=True)
-class Field:
-    """One field path and what it holds."""
-
-    path: str
-    kind: Kind
-    choices: tuple[str, ...] = ()
-    # Inside a list of embedded documents (``changed.start``): Mongo matches any element.
-    in_array: bool = False
-
+from spaceone_job.store.model import Field, Kind
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,99}$")
 
@@ -48,25 +24,18 @@ class Schema:
     """The fields of one kind of document (jobs, job tasks): which paths a request may name
     and what each holds. Free-form objects (``options``) take any sub-path, of kind ANY."""
 
-    def __init__(
-        self,
-        noun: str,
-        fields: Sequence[Field],
-        open_objects: Sequence[str],
-        *,
-        minimal: Sequence[str],
-        keyword: str,
-    ) -> None:
-        self.noun = noun
-        self._fields = {f.path: f for f in fields}
-        self._open = tuple(open_objects)
-        self.minimal: tuple[str, ...] = tuple(minimal)
+    def __init__(self, kind: kinds.DocumentKind) -> None:
+        self.kind = kind
+        self.noun = kind.noun
+        self._fields = {f.path: f for f in kind.fields}
+        self._open = tuple(f.path for f in kind.fields if f.free_form)
+        self.minimal = kind.minimal
         # The field the ``keyword`` search looks in.
-        self.keyword = keyword
-        self.document_fields = tuple(path for path in self._fields if "." not in path)
+        self.keyword = kind.key
+        self.document_fields = kind.shown
         self.array_fields = tuple(p for p, f in self._fields.items() if f.kind is Kind.ARRAY)
         nested = [p for p in self._fields if "." in p and not p.startswith(self._open)]
-        self._hint = ", ".join([f"a {noun} field", *(f"{o}.*" for o in self._open), *nested])
+        self._hint = ", ".join([f"a {self.noun} field", *(f"{o}.*" for o in self._open), *nested])
 
     def lookup(self, path: str, where: str) -> Field:
         """The field at ``path``; ``where`` names the request part for the error."""
@@ -86,77 +55,6 @@ class Schema:
     def sub_field(self, array: Field, sub_path: str, where: str) -> Field:
         """A field inside the documents of an array field (``start`` of ``changed``)."""
         return self.lookup(f"{array.path}.{sub_path}", where)
-
-
-_COMMON = (
-    Field("status", Kind.STRING, STATUSES),
-    Field("options", Kind.OBJECT),
-    Field("error_code", Kind.STRING),
-    Field("error_message", Kind.STRING),
-    Field("resource_group", Kind.STRING, RESOURCE_GROUPS),
-    Field("data_source_id", Kind.STRING),
-    Field("workspace_id", Kind.STRING),
-    Field("domain_id", Kind.STRING),
-    Field("created_at", Kind.DATETIME),
-    Field("updated_at", Kind.DATETIME),
-    Field("finished_at", Kind.DATETIME),
-)
-
-JOB = Schema(
-    "job",
-    [
-        Field("job_id", Kind.STRING),
-        *_COMMON,
-        Field("total_tasks", Kind.INT),
-        Field("remained_tasks", Kind.INT),
-        Field("changed", Kind.ARRAY),
-        Field("changed.start", Kind.STRING, in_array=True),
-        Field("changed.end", Kind.STRING, in_array=True),
-        Field("changed.filter", Kind.OBJECT, in_array=True),
-        Field("synced_accounts", Kind.ARRAY),
-        Field("synced_accounts.account_id", Kind.STRING, in_array=True),
-    ],
-    ("options", "changed.filter"),
-    # Upstream's minimal fields, plus workspace_id, which upstream renders but forgot to load.
-    minimal=(
-        "job_id",
-        "status",
-        "total_tasks",
-        "remained_tasks",
-        "data_source_id",
-        "workspace_id",
-        "created_at",
-    ),
-    keyword="job_id",
-)
-
-JOB_TASK = Schema(
-    "job task",
-    [
-        Field("job_task_id", Kind.STRING),
-        Field("job_id", Kind.STRING),
-        *(f for f in _COMMON if f.path != "status"),
-        Field("status", Kind.STRING, TASK_STATUSES),
-        Field("created_count", Kind.INT),
-        Field("started_at", Kind.DATETIME),
-        # One month range per task (upstream's proto has it; contract §10 renders it).
-        Field("changed", Kind.OBJECT),
-        Field("changed.start", Kind.STRING),
-        Field("changed.end", Kind.STRING),
-        Field("changed.filter", Kind.OBJECT),
-    ],
-    ("options", "changed.filter"),
-    minimal=(
-        "job_task_id",
-        "status",
-        "created_count",
-        "job_id",
-        "data_source_id",
-        "workspace_id",
-        "created_at",
-    ),
-    keyword="job_task_id",
-)
 
 
 def type_error(f: Field, value: Any, where: str) -> ServiceError:

@@ -18,7 +18,8 @@ from spaceone_job.errors import Code, ServiceError, invalid, required, shown
 from spaceone_job.query import schema
 from spaceone_job.query.filters import Clause, Context, Limits, combine, conditions, pick
 from spaceone_job.query.listing import NAME, RESERVED_NAME, page_window
-from spaceone_job.query.schema import Kind, Schema
+from spaceone_job.query.schema import Schema
+from spaceone_job.store.model import Field, Kind
 
 _DATE_PARTS = {"year": "$year", "month": "$month", "day": "$dayOfMonth"}
 # The directives MongoDB and the embedded store render alike (%L, %w, %z and %Z differ).
@@ -155,7 +156,7 @@ def _condition(raw: Mapping[str, Any], names: Names, where: str) -> Clause:
         )
     value = schema.literal(value, f"{where}.value")
     if names.kinds is None and kind in (Kind.STRING, Kind.INT, Kind.DATETIME):
-        value = schema.coerce(schema.Field(path[1:], kind), value, f"{where}.value")
+        value = schema.coerce(Field(path[1:], kind), value, f"{where}.value")
     return {mongo_op: [path, _literal(value)]}
 
 

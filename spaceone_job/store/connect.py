@@ -9,7 +9,7 @@ import mongomock
 import pymongo
 from mongoengine.connection import get_db
 
-from spaceone_job.store.model import Job
+from spaceone_job.kinds import JOB
 from spaceone_job.store.mongo import MongoStore
 from spaceone_job.store.protocol import Store
 
@@ -53,7 +53,7 @@ def connect(
             uuidRepresentation="standard",
         )
         description = EMBEDDED_DESCRIPTION
-    collection = get_db(alias)[Job._meta["collection"]]
+    collection = get_db(alias)[JOB.model._meta["collection"]]
     if not uri:
         # Imported only for the embedded store: it checks the installed mongomock's version,
         # which a MongoDB deployment does not depend on.

@@ -30,6 +30,7 @@ from bson import Regex
 from pymongo.errors import OperationFailure
 
 from spaceone_job import cpu
+from spaceone_job.kinds import JOB, DocumentKind
 from spaceone_job.store import stages
 from spaceone_job.store.documents import (
     ChangesUnavailable,
@@ -40,7 +41,6 @@ from spaceone_job.store.documents import (
     without_id,
     without_object_ids,
 )
-from spaceone_job.store.model import Job, Model
 from spaceone_job.store.mongo import MongoStore
 from spaceone_job.store.mongomock_internals import (
     PIPELINE_HANDLERS,
@@ -121,11 +121,11 @@ class EmbeddedStore:
 
     in_memory = True
 
-    def __init__(self, collection: Any, description: str, *, model: Model = Job) -> None:
+    def __init__(self, collection: Any, description: str, *, kind: DocumentKind = JOB) -> None:
         self._collection = collection
-        self._driver = MongoStore(collection, description, model=model)
+        self._driver = MongoStore(collection, description, kind=kind)
         self.description = description
-        self.model = model
+        self.kind = kind
         self.key, self.internal, self.fields = (
             self._driver.key,
             self._driver.internal,
@@ -140,10 +140,10 @@ class EmbeddedStore:
         }
         index_by_object_id(collection)
 
-    def sibling(self, model: Model) -> EmbeddedStore:
-        """The store of another model's collection in the same in-memory database."""
+    def sibling(self, kind: DocumentKind) -> EmbeddedStore:
+        """The store of another kind's collection in the same in-memory database."""
         return EmbeddedStore(
-            self._collection.database[model._meta["collection"]], self.description, model=model
+            self._collection.database[kind.model._meta["collection"]], self.description, kind=kind
         )
 
     def ensure_indexes(self) -> list[str]:

@@ -7,7 +7,10 @@ service runs is scoped to one domain.
 
 from __future__ import annotations
 
+import enum
 import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mongoengine import (
@@ -21,6 +24,7 @@ from mongoengine import (
     StringField,
     ValidationError,
 )
+from mongoengine.base import BaseField
 
 STATUSES = ("IN_PROGRESS", "SUCCESS", "FAILURE", "TIMEOUT", "CANCELED")
 TASK_STATUSES = ("PENDING", "IN_PROGRESS", "SUCCESS", "FAILURE", "CANCELED")
@@ -150,15 +154,11 @@ def _strip(value: Any) -> Any:
 
 
 Model = type[Job] | type[JobTask]
-# Nullable fields a stored document always holds (null), as upstream's documents do.
-_NULLS: dict[Any, tuple[str, ...]] = {
-    Job: ("error_code", "error_message", "workspace_id", "finished_at"),
-    JobTask: ("error_code", "error_message", "workspace_id", "started_at", "finished_at"),
-}
 
 
 def new_document(data: dict[str, Any], model: Model = Job) -> dict[str, Any]:
-    """``data`` validated against ``model``, defaults filled, as the dict MongoDB stores."""
+    """``data`` validated against ``model``, defaults filled, as the dict MongoDB stores (a
+    nullable field left out is stored as null, as upstream's documents hold it)."""
     unknown = sorted(set(data) - set(model._fields))
     if unknown:
         raise InvalidJob(f"unknown fields {unknown}")
@@ -168,12 +168,69 @@ def new_document(data: dict[str, Any], model: Model = Job) -> dict[str, Any]:
     except (ValidationError, TypeError, ValueError) as exc:
         raise InvalidJob(str(exc)) from exc
     stored: dict[str, Any] = document.to_mongo().to_dict()
-    for name in _NULLS[model]:
-        stored.setdefault(name, None)
     return stored
 
 
-# The unique id field of each model's documents.
-KEYS: dict[Any, str] = {Job: "job_id", JobTask: "job_task_id"}
-# Fields the service keeps for itself: left out of what reads return unless asked for by name.
-INTERNAL: dict[Any, tuple[str, ...]] = {Job: ("request", "events"), JobTask: ("requests", "events")}
+class Kind(enum.Enum):
+    """How a stored field's values are typed (the words name them in error messages)."""
+
+    STRING = "string"
+    INT = "integer"
+    DATETIME = "datetime"
+    # Anything: a path inside a free-form object (``options.region``).
+    ANY = "free-form value"
+    OBJECT = "object"
+    ARRAY = "array of objects"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field path of a model's documents and what it holds."""
+
+    path: str
+    kind: Kind
+    choices: tuple[str, ...] = ()
+    # Inside a list of embedded documents (``changed.start``): Mongo matches any element.
+    in_array: bool = False
+    required: bool = False
+    # A free-form object (a DictField): any sub-path may be named, of kind ANY.
+    free_form: bool = False
+
+
+_KINDS: dict[type[BaseField], Kind] = {
+    StringField: Kind.STRING,
+    IntField: Kind.INT,
+    DateTimeField: Kind.DATETIME,
+    DictField: Kind.OBJECT,
+}
+
+
+def fields_of(model: Model) -> tuple[Field, ...]:
+    """Every field path of ``model``'s documents, embedded ones included, in declared order."""
+    return tuple(_walk(model._fields, "", in_array=False))
+
+
+def _walk(fields: Mapping[str, BaseField], prefix: str, *, in_array: bool) -> Iterator[Field]:
+    for name, declared in fields.items():
+        if name == "id":  # MongoDB's _id: never read nor named
+            continue
+        path, required = prefix + name, bool(declared.required)
+        inner = declared.field if isinstance(declared, ListField) else declared
+        embedded = inner.document_type if isinstance(inner, EmbeddedDocumentField) else None
+        if isinstance(declared, ListField):
+            yield Field(path, Kind.ARRAY, in_array=in_array, required=required)
+        elif embedded is not None:
+            yield Field(path, Kind.OBJECT, in_array=in_array, required=required)
+        else:
+            choices = tuple(declared.choices or ())
+            free_form = isinstance(declared, DictField)
+            yield Field(path, _KINDS[type(declared)], choices, in_array, required, free_form)
+        if embedded is not None:
+            inside = in_array or isinstance(declared, ListField)
+            yield from _walk(embedded._fields, path + ".", in_array=inside)
+
+
+def key_of(model: Model) -> str:
+    """The unique id field of ``model``'s documents (``job_id``, ``job_task_id``)."""
+    (key,) = (name for name, declared in model._fields.items() if declared.unique)
+    return str(key)

@@ -26,6 +26,7 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
+from spaceone_job.kinds import JOB, DocumentKind
 from spaceone_job.store.documents import (
     ChangesUnavailable,
     Document,
@@ -38,7 +39,6 @@ from spaceone_job.store.documents import (
     without_internal,
     without_object_ids,
 )
-from spaceone_job.store.model import INTERNAL, KEYS, Job, Model
 
 LOG = logging.getLogger(__name__)
 # The TTL index of finished documents (jobs and tasks), when retention asks for one.
@@ -58,30 +58,30 @@ class MongoStore:
         collection: Any,
         description: str,
         *,
-        model: Model = Job,
+        kind: DocumentKind = JOB,
         reach: Callable[[float], None] | None = None,
         db_timeout_s: float = 5.0,
     ) -> None:
         self._collection = collection
         self.description = description
-        self.model = model
+        self.kind = kind
         # The unique id field (job_id, job_task_id).
-        self.key = KEYS[model]
+        self.key = kind.key
         # The service's own fields, left out of reads that do not name them, and the others.
-        self.internal = INTERNAL[model]
-        self.fields = tuple(name for name in model._fields if name not in ("id", *self.internal))
-        self.indexes: tuple[dict[str, Any], ...] = tuple(model._meta["index_specs"])
+        self.internal = kind.internal
+        self.fields = kind.shown
+        self.indexes: tuple[dict[str, Any], ...] = tuple(kind.model._meta["index_specs"])
         self._reach = reach
         self._db_timeout_s = db_timeout_s
         # Called with the job_id of every document a conditional update changed (watchers).
         self.listeners: list[Callable[[str], None]] = []
 
-    def sibling(self, model: Model) -> MongoStore:
-        """The store of another model's collection in the same database (tasks beside jobs)."""
+    def sibling(self, kind: DocumentKind) -> MongoStore:
+        """The store of another kind's collection in the same database (tasks beside jobs)."""
         return MongoStore(
-            self._collection.database[model._meta["collection"]],
+            self._collection.database[kind.model._meta["collection"]],
             self.description,
-            model=model,
+            kind=kind,
             reach=self._reach,
             db_timeout_s=self._db_timeout_s,
         )

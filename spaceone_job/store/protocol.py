@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from spaceone_job.kinds import DocumentKind
 from spaceone_job.store.documents import Document
-from spaceone_job.store.model import Model
 
 
 class Store(Protocol):
-    """The documents of one model (jobs, or job tasks) in their collection."""
+    """The documents of one kind (jobs, or job tasks) in their collection."""
 
     description: str
-    model: Model
+    kind: DocumentKind
     # The unique id field (job_id, job_task_id).
     key: str
     # The service's own fields, left out of reads that do not name them, and the others.
@@ -35,8 +35,8 @@ class Store(Protocol):
         (watchers need no change stream and no polling)."""
         ...
 
-    def sibling(self, model: Model) -> Store:
-        """The store of another model's collection in the same database (tasks beside jobs)."""
+    def sibling(self, kind: DocumentKind) -> Store:
+        """The store of another kind's collection in the same database (tasks beside jobs)."""
         ...
 
     def ensure_indexes(self) -> list[str]:

@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 
+from spaceone_job import kinds
 from spaceone_job.errors import ServiceError
 from spaceone_job.query.filters import Context, Limits, condition, resolve_timediff
 from spaceone_job.query.listing import compile_list
-from spaceone_job.query.schema import JOB
+from spaceone_job.query.schema import Schema
 from spaceone_job.query.stat import compile_stat
 
 NOW = datetime(2026, 5, 15, 12, 0, 0)
-CTX = Context(JOB, Limits(), NOW)
+CTX = Context(Schema(kinds.JOB), Limits(), NOW)
 SCOPE = [{"domain_id": "domain-1"}]
 
 
