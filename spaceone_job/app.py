@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
@@ -20,7 +19,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.internal import api_implementation
 from spaceone.api.cost_analysis.v1 import job_pb2, job_task_pb2
 
-from spaceone_job import auth, memory, observe, seed, server
+from spaceone_job import auth, observe, seed, server
 from spaceone_job.api import http
 from spaceone_job.api.servicer import (
     Gate,
@@ -33,9 +32,9 @@ from spaceone_job.api.servicer import (
     add_service,
 )
 from spaceone_job.api.watch import WatchServicer
+from spaceone_job.background import Background, ChangeFeed, HealthMonitor, every
 from spaceone_job.changes import ChangeHub
 from spaceone_job.config import SettingError, Settings, flag
-from spaceone_job.errors import as_service_error
 from spaceone_job.identity import MAX_WAITING, Identity, channel_to
 from spaceone_job.kinds import TASK
 from spaceone_job.lifecycle import Lifecycle, Sweeper, retention
@@ -45,7 +44,6 @@ from spaceone_job.query.filters import Limits
 from spaceone_job.server import Served, StartError
 from spaceone_job.service import Clock, JobService, ReadService, Trails, utcnow
 from spaceone_job.store.connect import connect
-from spaceone_job.store.documents import ChangesUnavailable, StoreError
 from spaceone_job.store.protocol import Store
 from spaceone_job.v1 import producer_pb2
 
@@ -127,91 +125,6 @@ def load_keys(settings: Settings) -> Keys:
     return Keys(authenticator, dev.private_key)
 
 
-class JwksReloader(threading.Thread):
-    """Reads the JWKS file again every ``interval_s`` (key rotation without a restart)."""
-
-    def __init__(self, keys: auth.JwksKeys, interval_s: float) -> None:
-        super().__init__(name="jwks-reloader", daemon=True)
-        self.keys = keys
-        self.interval_s = interval_s
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        """Wait, reload, repeat until stopped."""
-        while not self.stopped.wait(self.interval_s):
-            self.keys.reload()
-
-
-class ChangeFeed(threading.Thread):
-    """Wakes the watchers of jobs that any replica changed, from a store's change stream; with
-    ``journaled`` (the jobs' stream), list-watchers hear of each change too, by its token."""
-
-    def __init__(self, store: Store, hub: ChangeHub, journaled: bool) -> None:
-        super().__init__(name=f"changes-{store.key}", daemon=True)
-        self.store = store
-        self.hub = hub
-        self.journaled = journaled
-
-    def _opened(self) -> None:
-        self.hub.set_polling(False)
-        if self.journaled:
-            self.hub.streamed = True
-
-    def run(self) -> None:
-        """Forward changes until the stream ends; without change streams, watchers re-read."""
-        try:
-            for job_id, token in self.store.changed_ids(opened=self._opened):
-                self.hub.notify(job_id)
-                if self.journaled:
-                    self.hub.record(job_id, token)
-        except ChangesUnavailable as exc:
-            # Refused at the start (a standalone server), or later (its history lost).
-            LOG.info("no change streams (%s): watchers re-read on a timer", exc)
-        except StoreError as exc:
-            reason = as_service_error(exc).details
-            LOG.warning("change stream ended (%s): watchers re-read on a timer", reason)
-        if self.journaled:
-            self.hub.streamed = False
-        self.hub.set_polling(True)
-
-
-class HealthMonitor(threading.Thread):
-    """Keeps health in step with the database: NOT_SERVING while it is unreachable."""
-
-    def __init__(self, store: Store, served: Served, interval_s: float, timeout_s: float):
-        super().__init__(name="health-monitor", daemon=True)
-        self.store = store
-        self.served = served
-        self.interval_s = interval_s
-        self.timeout_s = timeout_s
-        self.stopped = threading.Event()
-        self.serving = True
-
-    def check(self) -> bool:
-        """Ping the database once and report the result through health; whether it answered."""
-        reachable = self.store.ping(self.timeout_s)
-        if reachable != self.serving and not self.stopped.is_set():
-            LOG.warning(
-                "database %s: health %s",
-                "is back" if reachable else "unreachable",
-                "SERVING" if reachable else "NOT_SERVING",
-            )
-            self.served.set_serving(reachable)
-            self.serving = reachable
-        return reachable
-
-    def run(self) -> None:
-        """Check, give freed memory back to the system, wait, repeat until stopped."""
-        while not self.stopped.is_set():
-            self.check()
-            memory.trim()
-            self.stopped.wait(self.interval_s)
-
-    def stop(self) -> None:
-        """End the loop; health is left to the shutdown."""
-        self.stopped.set()
-
-
 class App:
     """One running spaceone-job server."""
 
@@ -270,7 +183,7 @@ class App:
         self.monitor: HealthMonitor | None = None
         self.metrics: WSGIServer | None = None
         self.http: http.HttpServer | None = None
-        self.reloader: JwksReloader | None = None
+        self.background = Background()
         self._watched_fields = self.service.fields_and(("events",))
 
     def _watched(self, job_id: str) -> dict[str, Any] | None:
@@ -322,18 +235,9 @@ class App:
             self.settings.health_interval_s,
             self.settings.db_timeout_ms / 1000,
         )
-        self.monitor.start()
-        source = self.keys.authenticator.source
-        if isinstance(source, auth.JwksKeys) and self.settings.jwks and self.settings.jwks_reload_s:
-            self.reloader = JwksReloader(source, self.settings.jwks_reload_s)
-            self.reloader.start()
-        if not self.store.in_memory:  # else this process's writes are all the writes
-            ChangeFeed(self.store, self.hub, journaled=True).start()
-            ChangeFeed(self.tasks, self.hub, journaled=False).start()
+        self.served.run(self._start_background(self.monitor))
         if self.settings.timeout_s == 0:
             LOG.info("jobs never time out (--timeout-s 0)")
-        if self.sweeper.needed:
-            self.sweeper.start()
         if api_implementation.Type() != "upb":
             LOG.warning(
                 "protobuf runs on its %s backend; upb is several times faster",
@@ -364,6 +268,19 @@ class App:
             self._auth_source(),
         )
         return self.served.port
+
+    async def _start_background(self, monitor: HealthMonitor) -> None:
+        """The background tasks, on the server's loop."""
+        start = self.background.start
+        start("health-monitor", monitor.run())
+        source = self.keys.authenticator.source
+        if isinstance(source, auth.JwksKeys) and self.settings.jwks and self.settings.jwks_reload_s:
+            start("jwks-reloader", every(self.settings.jwks_reload_s, source.reload))
+        if not self.store.in_memory:  # else this process's writes are all the writes
+            start("changes-job", ChangeFeed(self.store, self.hub, journaled=True).run())
+            start("changes-job_task", ChangeFeed(self.tasks, self.hub, journaled=False).run())
+        if self.sweeper.needed:
+            start("sweeper", every(self.settings.sweep_interval_s, self.sweeper.round))
 
     def _serve_http(self, served: Served) -> http.HttpServer:
         """JSON over HTTP (api/http.py) on the server's loop, through the same call body."""
@@ -439,20 +356,17 @@ class App:
         """
         grace = self.settings.grace_s if grace_s is None else grace_s
         self.gate.close()
-        self.sweeper.stop()
-        if self.reloader is not None:
-            self.reloader.stopped.set()
-        if self.monitor is not None:
-            self.monitor.stop()
-        if self.served is not None:
-            self.served.set_serving(False)
-            self.hub.close()  # watchers end UNAVAILABLE: their clients watch another replica
-            drained = self.gate.drain(grace)
-            if not drained:
-                LOG.warning("calls still running after %.1f s are cancelled", grace)
-            if self.http is not None:
-                self.served.run(self.http.stop())
-            self.served.stop(0)
+        if self.served is None or self.served.stopped:  # stopped already: nothing runs
+            return
+        self.served.run(self.background.stop())
+        self.served.set_serving(False)
+        self.hub.close()  # watchers end UNAVAILABLE: their clients watch another replica
+        drained = self.gate.drain(grace)
+        if not drained:
+            LOG.warning("calls still running after %.1f s are cancelled", grace)
+        if self.http is not None:
+            self.served.run(self.http.stop())
+        self.served.stop(0)
         if self.metrics is not None:
             self.metrics.shutdown()
             self.metrics.server_close()

@@ -35,6 +35,9 @@ T = TypeVar("T")
 # Threads beyond the Job call limit (see api/servicer.py), so that calls over it are refused at
 # once instead of queueing, and health and reflection always find a thread.
 REFUSING_THREADS = 8
+# At most this many blocking parts of background work at once: two change streams' waits, a
+# database ping, a sweep round, a JWKS read.
+BACKGROUND_THREADS = 5
 # Reflection v1 has v1alpha's messages under a new service name; newer tools ask v1 first.
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 # A health name for liveness probes: SERVING while the process serves, whatever the database
@@ -55,6 +58,8 @@ class Served:
     services: tuple[str, ...]
     loop: asyncio.AbstractEventLoop
     pool: futures.ThreadPoolExecutor
+    # The loop's default executor: the blocking parts of background work (background.py).
+    background: futures.ThreadPoolExecutor
     health_server: grpc.aio.Server | None = None
     health_port: int | None = None
     # Set before the loop stops: nothing may wait on it afterwards.
@@ -79,6 +84,10 @@ class Served:
         self.run(self.health.set(LIVENESS, SERVING))
 
     def set_serving(self, serving: bool) -> None:
+        """:meth:`report`, from any thread but the loop's."""
+        self.run(self.report(serving))
+
+    async def report(self, serving: bool) -> None:
         """Report every service (and the server, ``""``) as SERVING or NOT_SERVING; nothing
         once stopped."""
         if self.stopped:
@@ -86,7 +95,7 @@ class Served:
         status = SERVING if serving else NOT_SERVING
         self.serving = serving
         for name in ("", *self.services):
-            self.run(self.health.set(name, status))
+            await self.health.set(name, status)
 
     def stop(self, grace_s: float) -> None:
         """NOT_SERVING, then close the port; calls still running after ``grace_s`` end. Once;
@@ -105,6 +114,7 @@ class Served:
 
     def _close(self) -> None:
         self.pool.shutdown(wait=True)
+        self.background.shutdown(wait=True)  # each of its waits is bounded
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
@@ -232,6 +242,8 @@ def build_server(
     take their place (on identity), and a few to refuse the rest at once."""
     _claimable(settings.host, settings.port)
     loop = asyncio.new_event_loop()
+    background = futures.ThreadPoolExecutor(BACKGROUND_THREADS, thread_name_prefix="background")
+    loop.set_default_executor(background)
     threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True).start()
 
     pool = _started_pool(settings.max_concurrent_rpcs + waiting_threads + REFUSING_THREADS)
@@ -245,7 +257,7 @@ def build_server(
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         _enable_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         port = _listen(server, settings.port, tls, settings)
-        served = Served(server, port, health_servicer, tuple(services), loop, pool)
+        served = Served(server, port, health_servicer, tuple(services), loop, pool, background)
         if settings.health_port >= 0:
             # Health alone, in plaintext, for probes: it answers whatever fills the main port.
             served.health_server = grpc.aio.server(options=connection_options(settings))

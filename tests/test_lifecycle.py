@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from spaceone.api.cost_analysis.v1 import job_pb2
 
+from spaceone_job.background import every
 from spaceone_job.errors import ServiceError
 from spaceone_job.idempotency import Request
 from spaceone_job.lifecycle import Created, Lifecycle, Sweeper, TaskSpec
@@ -18,6 +19,7 @@ from spaceone_job.store.documents import Unreachable
 from spaceone_job.store.protocol import Store
 
 from .conftest import D1, WS1, Clock, InProcess, Token, together
+from .support.background import run_until
 
 
 def running(lifecycle: Lifecycle, tasks: int = 2, source: str = "ds-1", **fields: Any) -> Created:
@@ -283,7 +285,7 @@ def test_replicas_sweeping_at_once_move_each_job_once(lifecycle: Lifecycle, cloc
     assert sum(moved) == 20
 
 
-def test_sweeper_thread_runs_and_stops(
+def test_the_sweeper_runs_its_rounds_and_stops(
     lifecycle: Lifecycle, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     running(lifecycle)
@@ -298,11 +300,7 @@ def test_sweeper_thread_runs_and_stops(
 
     monkeypatch.setattr(sweeper_module, "sweep_timeouts", watched)
     sweeper = Sweeper(lifecycle.jobs, 7200, interval_s=3600)
-    sweeper.start()
-    assert swept.wait(5)
-    sweeper.stop()
-    sweeper.join(5)
-    assert not sweeper.is_alive()
+    assert run_until(every(sweeper.interval_s, sweeper.round), swept)
 
 
 def test_a_sweeper_round_that_fails_unexpectedly_is_logged_and_the_next_comes(
@@ -320,10 +318,6 @@ def test_a_sweeper_round_that_fails_unexpectedly_is_logged_and_the_next_comes(
 
     monkeypatch.setattr(sweeper_module, "sweep_timeouts", failing)
     sweeper = Sweeper(lifecycle.jobs, 7200, interval_s=0.01)
-    sweeper.start()
-    try:
-        assert again.wait(5), "the sweeper died with its first round"
-    finally:
-        sweeper.stop()
-        sweeper.join(5)
+    died = "the sweeper died with its first round"
+    assert run_until(every(sweeper.interval_s, sweeper.round), again), died
     assert "sweeper: the round failed" in caplog.text

@@ -7,16 +7,18 @@ retryable writes, cursors, and the store's mapping of MongoDB's failures to the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+import threading
 import time
 
 import pytest
 from bson import ObjectId, Timestamp
 
 from spaceone_job import auth
-from spaceone_job.app import ChangeFeed
 from spaceone_job.auth import Caller
+from spaceone_job.background import ChangeFeed
 from spaceone_job.changes import ChangeHub
 from spaceone_job.errors import STATUS_BY_CODE
 from spaceone_job.kinds import TASK
@@ -196,10 +198,10 @@ CHANGE_STREAM_REFUSALS = [
 def test_a_change_stream_the_database_refuses_makes_watchers_re_read(
     wire: Wire, caplog: pytest.LogCaptureFixture, code: int, name: str, message: str
 ) -> None:
-    caplog.set_level(logging.INFO, logger="spaceone_job.app")
+    caplog.set_level(logging.INFO, logger="spaceone_job.background")
     wire.server.autoresponds({"aggregate": "job"}, refused(code, name, message))
     hub = ChangeHub(lambda job_id: None, polling=True)
-    ChangeFeed(wire.store, hub, journaled=False).run()
+    asyncio.run(ChangeFeed(wire.store, hub, journaled=False).run())
     assert hub.polling
     assert [r.getMessage() for r in caplog.records].count(
         next(r.getMessage() for r in caplog.records if "re-read" in r.getMessage())
@@ -209,9 +211,9 @@ def test_a_change_stream_the_database_refuses_makes_watchers_re_read(
 def test_history_lost_on_an_open_change_stream_makes_watchers_re_read(
     wire: Wire, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="spaceone_job.app")
+    caplog.set_level(logging.INFO, logger="spaceone_job.background")
     hub = ChangeHub(lambda job_id: None, polling=True)
-    feed = ChangeFeed(wire.store, hub, journaled=False)
+    feed = threading.Thread(target=asyncio.run, args=(ChangeFeed(wire.store, hub, False).run(),))
     feed.start()
     # A replica set's answer carries the operation's time: the stream resumes from it.
     opened = {**cursor(cursor_id=42), "operationTime": Timestamp(1_764_700_000, 1)}

@@ -52,7 +52,8 @@ def test_unreachable_database_answers_unavailable_fast_and_health_follows(
     assert time.monotonic() - started < 2
     assert answer.code is grpc.StatusCode.UNAVAILABLE
     assert answer.error_code == "ERROR_DB_UNAVAILABLE"
-    assert live.app.monitor is not None and live.app.monitor.check() is False
+    monitor, served = live.app.monitor, live.app.served
+    assert monitor is not None and served is not None and served.run(monitor.check()) is False
     assert health_of(live) == health_pb2.HealthCheckResponse.NOT_SERVING
     assert health_of(live, "") == health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -69,13 +70,13 @@ def test_the_client_deadline_bounds_a_call_to_a_dead_database(serve: Serve, toke
 def test_health_recovers_when_the_database_returns(
     live: Live, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monitor = live.app.monitor
-    assert monitor is not None
+    monitor, served = live.app.monitor, live.app.served
+    assert monitor is not None and served is not None
     monkeypatch.setattr(store, "ping", lambda timeout=None: False)
-    monitor.check()
+    served.run(monitor.check())
     assert health_of(live) == health_pb2.HealthCheckResponse.NOT_SERVING
     monkeypatch.setattr(store, "ping", lambda timeout=None: True)
-    monitor.check()
+    served.run(monitor.check())
     assert health_of(live) == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -174,6 +175,25 @@ def test_a_call_cut_off_by_the_stop_leaves_no_thread_behind(
     caller.join(10)
     workers[0].join(10)
     assert not workers[0].is_alive()
+
+
+def test_a_stop_ends_the_background_tasks_and_their_threads(serve: Serve, store: Store) -> None:
+    live = serve(health_interval_s=0.01, sweep_interval_s=0.01, timeout_s=60)
+    assert sorted(live.app.background.names) == ["health-monitor", "sweeper"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not _background_threads():
+        time.sleep(0.01)
+    assert _background_threads(), "each round's blocking part runs on a background thread"
+    live.app.stop(0)
+    assert live.app.background.names == []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _background_threads():
+        time.sleep(0.01)
+    assert not _background_threads()
+
+
+def _background_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("background_") and t.is_alive()]
 
 
 def test_two_replicas_on_one_store_cancel_once(

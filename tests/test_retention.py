@@ -15,6 +15,7 @@ import mongomock
 import prometheus_client
 import pytest
 
+from spaceone_job.background import every
 from spaceone_job.config import MAX_RETAIN_DAYS, SettingError, Settings
 from spaceone_job.lifecycle import Created, Lifecycle, Sweeper, TaskSpec
 from spaceone_job.lifecycle import sweeper as sweeper_module
@@ -30,6 +31,7 @@ from spaceone_job.store.mongo import TTL_INDEX, MongoStore
 from spaceone_job.store.protocol import Store
 
 from .conftest import D1, D2, WS1, WS2, Clock, Serve
+from .support.background import run_until
 from .support.wire_server import Wire, cursor, go
 
 DAY_S = 86400
@@ -140,14 +142,9 @@ def test_the_sweeper_applies_retention_with_timeouts_off(
     monkeypatch.setattr(sweeper_module, "sweep_retention", watched)
     sweeper = Sweeper(lifecycle.jobs, 0, 3600, Retention(days=7))
     assert sweeper.needed
-    sweeper.start()
-    try:
-        assert swept.wait(5)
-    finally:
-        sweeper.stop()
-        sweeper.join(5)
+    assert run_until(every(sweeper.interval_s, sweeper.round), swept)
     assert kept(store, old) == [False]
-    assert not Sweeper(lifecycle.jobs, 0, 3600).needed, "nothing to sweep: no thread"
+    assert not Sweeper(lifecycle.jobs, 0, 3600).needed, "nothing to sweep: no task"
 
 
 @pytest.mark.parametrize("name", ["retain_finished_days", "keep_finished_per_source"])

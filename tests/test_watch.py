@@ -3,6 +3,7 @@ watchers holding no worker thread, and watchers told to reconnect at shutdown.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -22,7 +23,7 @@ from spaceone.api.cost_analysis.v1 import job_pb2
 from spaceone_job.v1 import producer_pb2, producer_pb2_grpc
 
 from spaceone_job import auth
-from spaceone_job.app import ChangeFeed
+from spaceone_job.background import ChangeFeed
 from spaceone_job.changes import ChangeHub
 from spaceone_job.store.mongo import MongoStore
 from spaceone_job.store.protocol import Store
@@ -214,10 +215,24 @@ class Streaming:
         self.changes, self.refusal = changes, refusal
 
     @contextlib.contextmanager
-    def watch(self, pipeline: Any, full_document: str) -> Iterator[Iterator[dict[str, Any]]]:
+    def watch(self, pipeline: Any, **options: Any) -> Iterator[Stream]:
         if self.refusal is not None:
             raise self.refusal
-        yield iter(self.changes)
+        yield Stream(self.changes)
+
+
+class Stream:
+    """A change stream of the given changes, each after a quiet wait, then closed."""
+
+    def __init__(self, changes: list[dict[str, Any]]) -> None:
+        self._left = [item for change in changes for item in (None, change)]
+
+    @property
+    def alive(self) -> bool:
+        return bool(self._left)
+
+    def try_next(self) -> dict[str, Any] | None:
+        return self._left.pop(0)
 
 
 class Recording(ChangeHub):
@@ -242,7 +257,7 @@ def test_a_change_stream_wakes_the_watchers_of_jobs_any_replica_changed(journale
         {"_id": {"_data": "8263A2"}, "fullDocument": {}},
     ]
     hub = Recording()
-    ChangeFeed(MongoStore(Streaming(changes), "streaming"), hub, journaled=journaled).run()
+    asyncio.run(ChangeFeed(MongoStore(Streaming(changes), "streaming"), hub, journaled).run())
     assert hub.woken == ["job-000000000001"]
     assert hub.recorded == ([("job-000000000001", "8263A1")] if journaled else [])
     assert hub.polling and not hub.streamed, "once the stream has ended, watchers re-read"
@@ -250,9 +265,9 @@ def test_a_change_stream_wakes_the_watchers_of_jobs_any_replica_changed(journale
 
 def test_without_change_streams_watchers_re_read(caplog: pytest.LogCaptureFixture) -> None:
     refusal = OperationFailure("The $changeStream stage is only supported on replica sets", 40573)
-    caplog.set_level(logging.INFO, logger="spaceone_job.app")
+    caplog.set_level(logging.INFO, logger="spaceone_job.background")
     hub = ChangeHub(lambda job_id: None, polling=True)
-    ChangeFeed(MongoStore(Streaming([], refusal), "standalone"), hub, journaled=True).run()
+    asyncio.run(ChangeFeed(MongoStore(Streaming([], refusal), "standalone"), hub, True).run())
     assert "watchers re-read on a timer" in caplog.text and hub.polling
 
 

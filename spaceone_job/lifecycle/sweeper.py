@@ -5,7 +5,6 @@ on, finished jobs past it are deleted with their tasks (:mod:`.retention`)."""
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 
 from spaceone_job.errors import as_service_error
@@ -46,9 +45,10 @@ def sweep_timeouts(jobs: Jobs, timeout_s: int) -> int:
     return moved
 
 
-class Sweeper(threading.Thread):
-    """Every ``interval_s`` until stopped: :func:`sweep_timeouts` (``timeout_s`` 0: not), then
-    :func:`sweep_retention` (when ``retention`` is on)."""
+class Sweeper:
+    """A round, run every ``interval_s`` (by the server's background, :mod:`..background`):
+    :func:`sweep_timeouts` (``timeout_s`` 0: not), then :func:`sweep_retention` (when
+    ``retention`` is on)."""
 
     def __init__(
         self,
@@ -57,35 +57,25 @@ class Sweeper(threading.Thread):
         interval_s: float,
         retention: Retention = Retention(),  # noqa: B008 (frozen)
     ) -> None:
-        super().__init__(name="sweeper", daemon=True)
         self.jobs = jobs
         self.timeout_s = timeout_s
         self.interval_s = interval_s
         self.retention = retention
-        self.stopped = threading.Event()
 
     @property
     def needed(self) -> bool:
         """Whether there is anything to sweep."""
         return self.timeout_s > 0 or self.retention.on
 
-    def run(self) -> None:
-        """Sweep, wait, repeat; a failed round (a database outage: one line; anything else: its
-        traceback) is logged and the next round comes all the same."""
-        while not self.stopped.is_set():
-            try:
-                if self.timeout_s > 0:
-                    sweep_timeouts(self.jobs, self.timeout_s)
-                if self.retention.on:
-                    sweep_retention(self.jobs, self.retention)
-            except StoreError as exc:
-                LOG.warning("sweeper: %s", as_service_error(exc).details)
-            except Exception:
-                LOG.exception(
-                    "sweeper: the round failed; the next one comes in %s s", self.interval_s
-                )
-            self.stopped.wait(self.interval_s)
-
-    def stop(self) -> None:
-        """Ask the loop to end after the current round."""
-        self.stopped.set()
+    def round(self) -> None:
+        """One sweep; a failed one (a database outage: one line; anything else: its traceback)
+        is logged, and the next comes all the same."""
+        try:
+            if self.timeout_s > 0:
+                sweep_timeouts(self.jobs, self.timeout_s)
+            if self.retention.on:
+                sweep_retention(self.jobs, self.retention)
+        except StoreError as exc:
+            LOG.warning("sweeper: %s", as_service_error(exc).details)
+        except Exception:
+            LOG.exception("sweeper: the round failed; the next one comes in %s s", self.interval_s)

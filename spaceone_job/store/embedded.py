@@ -158,7 +158,9 @@ class EmbeddedStore:
         """Always: the documents are in this process."""
         return True
 
-    def changed_ids(self, opened: Callable[[], None] = lambda: None) -> Iterator[tuple[str, str]]:
+    def changed_ids(
+        self, opened: Callable[[], None] = lambda: None
+    ) -> Iterator[tuple[str, str] | None]:
         """None here: one process holds the data, and its writes notify watchers directly."""
         raise ChangesUnavailable("the embedded store notifies watchers in-process")
 

@@ -46,6 +46,8 @@ TTL_INDEX = "finished_ttl"
 # Refusals that are the server's configuration, not the query's: Unauthorized, AuthenticationFailed.
 _SERVER_SIDE_CODES = frozenset({13, 18})
 DUPLICATE_KEY = 11000
+# How long one wait on a change stream lasts at most when nothing changes.
+CHANGE_WAIT_MS = 1000
 
 
 class MongoStore:
@@ -331,15 +333,22 @@ class MongoStore:
                 for listener in self.listeners:
                     listener(doc["job_id"])
 
-    def changed_ids(self, opened: Callable[[], None] = lambda: None) -> Iterator[tuple[str, str]]:
+    def changed_ids(
+        self, opened: Callable[[], None] = lambda: None
+    ) -> Iterator[tuple[str, str] | None]:
         """The ``job_id`` of each document as it changes, with the change's resume token, from
-        a change stream (any replica's writes; ``opened`` is called once it is open);
-        :class:`ChangesUnavailable` when the deployment has none."""
+        a change stream (any replica's writes; ``opened`` is called once it is open), and None
+        after each wait of at most :data:`CHANGE_WAIT_MS` without a change (so that a reader
+        can stop); :class:`ChangesUnavailable` when the deployment has none."""
         watched = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
         try:
             with self._stream(watched) as stream:
                 opened()
-                for change in stream:
+                while stream.alive:
+                    change = stream.try_next()
+                    if change is None:
+                        yield None
+                        continue
                     job_id = (change.get("fullDocument") or {}).get("job_id")
                     if isinstance(job_id, str):
                         yield job_id, str((change.get("_id") or {}).get("_data", ""))
@@ -351,7 +360,9 @@ class MongoStore:
     def _stream(self, pipeline: Sequence[Document]) -> Any:
         """A change stream of the collection, opened (the database may refuse it)."""
         try:
-            return self._collection.watch(pipeline, full_document="updateLookup")
+            return self._collection.watch(
+                pipeline, full_document="updateLookup", max_await_time_ms=CHANGE_WAIT_MS
+            )
         except TypeError as exc:  # a mongomock collection, which has no watch at all
             raise ChangesUnavailable(str(exc)) from exc
 

@@ -132,9 +132,12 @@ class Store(Protocol):
         """Remove every match; how many were removed."""
         ...
 
-    def changed_ids(self, opened: Callable[[], None] = lambda: None) -> Iterator[tuple[str, str]]:
-        """The ``job_id`` of each document as it changes (``opened`` is called once the feed is
-        open); ``ChangesUnavailable`` when the deployment has no change streams."""
+    def changed_ids(
+        self, opened: Callable[[], None] = lambda: None
+    ) -> Iterator[tuple[str, str] | None]:
+        """The ``job_id`` and resume token of each document as it changes (``opened`` is called
+        once the feed is open), and None after each bounded wait without a change;
+        ``ChangesUnavailable`` when the deployment has no change streams."""
         ...
 
     def drop(self) -> None:
