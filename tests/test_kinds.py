@@ -140,3 +140,26 @@ def test_a_message_field_the_model_does_not_store_stops_the_import() -> None:
         kinds.DocumentKind(
             "odd", kinds.TASK.model, kinds.JOB.info, kinds.JOB.list_request, minimal=()
         )
+
+
+@pytest.mark.parametrize(
+    ("kind", "nulls"),
+    [
+        (kinds.JOB, ("error_code", "error_message", "workspace_id", "finished_at")),
+        (
+            kinds.TASK,
+            ("error_code", "error_message", "workspace_id", "started_at", "finished_at"),
+        ),
+    ],
+    ids=["job", "job task"],
+)
+def test_a_new_document_holds_its_nullable_fields_as_null_as_upstreams_do(
+    kind: kinds.DocumentKind, nulls: tuple[str, ...]
+) -> None:
+    """``exists`` tells these apart from fields left out, as on an upstream database."""
+    moment = datetime(2024, 5, 1)
+    data = {"domain_id": "d", "data_source_id": "ds", "created_at": moment, "updated_at": moment}
+    if kind is kinds.TASK:
+        data["job_id"] = "job-000000000001"
+    stored = new_document(data, kind.model)
+    assert all(name in stored and stored[name] is None for name in nulls), stored
