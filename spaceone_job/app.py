@@ -1,10 +1,14 @@
-"""Puts the pieces together: store, seed, keys, service, servicer, server, sweeper.
+"""Puts the pieces together: store, seed, keys, service, servicer, server, background work.
 
-:class:`App` is what ``spaceone-job serve`` runs and what the tests start on an ephemeral port.
+:class:`App` is what ``spaceone-job serve`` runs and what the tests start on an ephemeral port:
+:meth:`App.bind` claims the port (and starts the server's loop); then ``async with app:`` on
+that loop serves, and drains at its end (:meth:`App.shutdown`); :meth:`App.release` lets the
+loop go. :meth:`App.start` and :meth:`App.stop` do the same from another thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -223,19 +227,36 @@ class App:
         self.hub.bind(self.served.loop, self.served.pool)
         return self.served.port
 
-    def start(self) -> int:
-        """Serve (binding first if :meth:`bind` was not called); the bound port."""
+    @property
+    def bound(self) -> Served:
+        """The bound server (:meth:`bind` first)."""
         if self.served is None:
-            self.bind()
-        assert self.served is not None
-        self.served.start()
+            raise RuntimeError("bind() first: the server's loop comes with its port")
+        return self.served
+
+    async def __aenter__(self) -> App:
+        """Serve on the bound port (on the server's loop); a start that fails part-way
+        (:class:`StartError`: the HTTP port is taken) leaves nothing half-started."""
+        try:
+            await self._begin(self.bound)
+        except StartError:
+            await self.shutdown(0)
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """:meth:`shutdown`."""
+        await self.shutdown()
+
+    async def _begin(self, served: Served) -> None:
+        await served.begin()
         self.monitor = HealthMonitor(
             self.store,
-            self.served,
+            served,
             self.settings.health_interval_s,
             self.settings.db_timeout_ms / 1000,
         )
-        self.served.run(self._start_background(self.monitor))
+        self._start_background(self.monitor)
         if self.settings.timeout_s == 0:
             LOG.info("jobs never time out (--timeout-s 0)")
         if api_implementation.Type() != "upb":
@@ -243,14 +264,10 @@ class App:
                 "protobuf runs on its %s backend; upb is several times faster",
                 api_implementation.Type(),
             )
-        if self.served.health_port is not None:
-            LOG.info("health alone on %s:%d", self.settings.host, self.served.health_port)
+        if served.health_port is not None:
+            LOG.info("health alone on %s:%d", self.settings.host, served.health_port)
         if self.settings.http_port >= 0:
-            try:
-                self.http = self._serve_http(self.served)
-            except StartError:
-                self.stop(0)  # nothing half-started is left behind
-                raise
+            self.http = await self._serve_http(served)
         if self.settings.metrics_port >= 0:
             host = self.settings.metrics_host or self.settings.host
             self.metrics = observe.serve_metrics(host, self.settings.metrics_port)
@@ -260,17 +277,29 @@ class App:
             " protobuf backend: %s; auth: %s",
             version(),
             self.settings.host,
-            self.served.port,
+            served.port,
             transport_of(self.settings),
             self.store.description,
             *self.seeded,
             api_implementation.Type(),
             self._auth_source(),
         )
-        return self.served.port
 
-    async def _start_background(self, monitor: HealthMonitor) -> None:
-        """The background tasks, on the server's loop."""
+    def start(self) -> int:
+        """Serve, from a thread that is not the server's loop (binding first if :meth:`bind`
+        was not called); the bound port. :meth:`stop` ends it."""
+        if self.served is None:
+            self.bind()
+        served = self.bound
+        try:
+            served.run(self.__aenter__())
+        except StartError:
+            self.release()
+            raise
+        return served.port
+
+    def _start_background(self, monitor: HealthMonitor) -> None:
+        """The background tasks (call on the server's loop)."""
         start = self.background.start
         start("health-monitor", monitor.run())
         source = self.keys.authenticator.source
@@ -282,7 +311,7 @@ class App:
         if self.sweeper.needed:
             start("sweeper", every(self.settings.sweep_interval_s, self.sweeper.round))
 
-    def _serve_http(self, served: Served) -> http.HttpServer:
+    async def _serve_http(self, served: Served) -> http.HttpServer:
         """JSON over HTTP (api/http.py) on the server's loop, through the same call body."""
         served_ = [(SERVICES[name], s) for name, s in self.servicers.items()]
         routes = http.routes([*served_, (SERVICES[WATCH_SERVICE], self.watch)])
@@ -300,9 +329,8 @@ class App:
             self.settings.idle_connection_s,
         )
         try:
-            serving = served.run(
-                http.serve(app, self.settings.host, self.settings.http_port, tls, limits)
-            )
+            port = self.settings.http_port
+            serving = await http.serve(app, self.settings.host, port, tls, limits)
         except OSError as exc:
             raise StartError(
                 f"{flag('http_port')}: {self.settings.host}:{self.settings.http_port}"
@@ -346,30 +374,42 @@ class App:
         """The port the metrics are served on, once started."""
         return None if self.metrics is None else int(self.metrics.server_address[1])
 
-    def stop(self, grace_s: float | None = None) -> None:
-        """Drain and stop.
+    async def shutdown(self, grace_s: float | None = None) -> None:
+        """Drain and stop serving (on the server's loop); once, a second time does nothing.
 
         The gate closes first, then health turns NOT_SERVING while the port stays open, so
         probes read it and no call sent after a NOT_SERVING answer is served: Job calls that
         arrive are refused UNAVAILABLE ``ERROR_SERVER_STOPPING`` (retryable); those in flight
-        have ``grace_s`` to finish; then the port closes.
+        have ``grace_s`` to finish; then the ports close.
         """
         grace = self.settings.grace_s if grace_s is None else grace_s
         self.gate.close()
-        if self.served is None or self.served.stopped:  # stopped already: nothing runs
+        served = self.bound
+        if served.stopped:
             return
-        self.served.run(self.background.stop())
-        self.served.set_serving(False)
+        await self.background.stop()
+        await served.report(False)
         self.hub.close()  # watchers end UNAVAILABLE: their clients watch another replica
-        drained = self.gate.drain(grace)
-        if not drained:
+        if not await asyncio.to_thread(self.gate.drain, grace):
             LOG.warning("calls still running after %.1f s are cancelled", grace)
         if self.http is not None:
-            self.served.run(self.http.stop())
-        self.served.stop(0)
+            await self.http.stop()
+        await served.end(0)
         if self.metrics is not None:
-            self.metrics.shutdown()
+            await asyncio.to_thread(self.metrics.shutdown)
             self.metrics.server_close()
+
+    def release(self) -> None:
+        """Let the server's loop and pools go, once :meth:`shutdown` has run (from any thread
+        but the loop's)."""
+        if self.served is not None:
+            self.served.release()
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """:meth:`shutdown` then :meth:`release`, from a thread that is not the server's loop."""
+        if self.served is not None and not self.served.released:
+            self.served.run(self.shutdown(grace_s))
+            self.release()
 
 
 def transport_of(settings: Settings) -> str:

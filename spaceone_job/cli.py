@@ -7,6 +7,7 @@ the setting and exit status 2; a port that is taken, in one line and status 1. N
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import logging
@@ -14,7 +15,6 @@ import os
 import shlex
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -278,22 +278,29 @@ def _serve(settings: Settings) -> int:
     except (SeedError, OSError) as exc:
         print(f"spaceone-job: cannot load seed: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
+    stopping = asyncio.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        app.bound.loop.call_soon_threadsafe(stopping.set)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     # SIGHUP reads the JWKS file again (key rotation without a restart).
     signal.signal(signal.SIGHUP, lambda signum, frame: app.reload_keys())
-    port = app.start()
-    print(_banner(app, port), flush=True)
-    stop.wait()
-    LOG.info("stopping: health NOT_SERVING, draining for up to %.1f s", settings.grace_s)
-    app.stop()
+    try:
+        app.bound.run(_until_stopped(app, stopping))
+    finally:
+        app.release()
     LOG.info("stopped")
     return 0
+
+
+async def _until_stopped(app: App, stopping: asyncio.Event) -> None:
+    """Serve, on the server's loop, until ``stopping`` is set; then drain and stop."""
+    async with app:
+        print(await asyncio.to_thread(_banner, app, app.bound.port), flush=True)
+        await stopping.wait()
+        LOG.info("stopping: health NOT_SERVING, draining for up to %.1f s", app.settings.grace_s)
 
 
 def _token(args: argparse.Namespace) -> str:

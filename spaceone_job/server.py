@@ -62,8 +62,9 @@ class Served:
     background: futures.ThreadPoolExecutor
     health_server: grpc.aio.Server | None = None
     health_port: int | None = None
-    # Set before the loop stops: nothing may wait on it afterwards.
+    # Set once the ports are closed, and once the loop is let go (nothing may wait on it then).
     stopped: bool = False
+    released: bool = False
     # What health answers for the server ("") now.
     serving: bool = True
 
@@ -76,16 +77,12 @@ class Served:
         """Run ``work`` on the server's loop and wait for it (from any other thread)."""
         return asyncio.run_coroutine_threadsafe(work, self.loop).result()
 
-    def start(self) -> None:
+    async def begin(self) -> None:
         """Start serving on the bound ports, every service SERVING."""
         for grpc_server in self.servers:
-            self.run(grpc_server.start())
-        self.set_serving(True)
-        self.run(self.health.set(LIVENESS, SERVING))
-
-    def set_serving(self, serving: bool) -> None:
-        """:meth:`report`, from any thread but the loop's."""
-        self.run(self.report(serving))
+            await grpc_server.start()
+        await self.report(True)
+        await self.health.set(LIVENESS, SERVING)
 
     async def report(self, serving: bool) -> None:
         """Report every service (and the server, ``""``) as SERVING or NOT_SERVING; nothing
@@ -97,16 +94,23 @@ class Served:
         for name in ("", *self.services):
             await self.health.set(name, status)
 
-    def stop(self, grace_s: float) -> None:
-        """NOT_SERVING, then close the port; calls still running after ``grace_s`` end. Once;
-        stopping again does nothing."""
+    async def end(self, grace_s: float) -> None:
+        """NOT_SERVING, then close the ports; calls still running after ``grace_s`` end. Once;
+        ending again does nothing."""
         if self.stopped:
             return
-        self.set_serving(False)
-        self.run(self.health.set(LIVENESS, NOT_SERVING))
+        await self.report(False)
+        await self.health.set(LIVENESS, NOT_SERVING)
         for grpc_server in self.servers:
-            self.run(grpc_server.stop(grace_s))
+            await grpc_server.stop(grace_s)
         self.stopped = True
+
+    def release(self) -> None:
+        """Stop the loop and end the pools' threads, once they are idle (call after :meth:`end`,
+        from any thread but the loop's)."""
+        if self.released:
+            return
+        self.released = True
         # A call cut off by the stop may still be running on the pool, and its answer goes
         # through the loop: stopping the loop first would leave that thread waiting forever
         # (and the process unable to exit). The loop stops once the pool is empty.

@@ -104,7 +104,7 @@ def test_the_health_command_exits_0_only_when_serving(live: Live) -> None:
     serving = health("--address", f"127.0.0.1:{live.port}")
     assert (serving.returncode, serving.stdout.strip()) == (0, "SERVING")
     assert live.app.served is not None
-    live.app.served.set_serving(False)
+    live.app.served.run(live.app.served.report(False))
     assert health("--address", f"127.0.0.1:{live.port}").returncode == 1
     alive = health("--address", f"127.0.0.1:{live.port}", "--service", server.LIVENESS)
     assert alive.returncode == 0, "liveness does not follow the database"

@@ -332,7 +332,9 @@ def test_an_http_port_in_use_stops_the_start_naming_it(serve: Serve) -> None:
 def test_the_http_probes_follow_grpc_health(served: Live) -> None:
     assert get(served, "/healthz") == (200, {"status": "SERVING"})
     assert get(served, "/readyz") == (200, {"status": "SERVING"})
-    served.app.served.set_serving(False)  # as when the database is away, or at SIGTERM
+    assert served.app.served is not None
+    away = served.app.served.report(False)  # as when the database is away, or at SIGTERM
+    served.app.served.run(away)
     assert get(served, "/readyz") == (503, {"status": "NOT_SERVING"})
     assert get(served, "/healthz") == (200, {"status": "SERVING"}), "alive all the same"
 
