@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 
 from spaceone_job import config
 from spaceone_job.app import App
+from spaceone_job.kinds import DocumentKind
 from spaceone_job.store.connect import connect
 from spaceone_job.store.documents import Document, copied
 from spaceone_job.store.embedded import EmbeddedStore
-from spaceone_job.store.model import Model
 
 T = TypeVar("T")
 
@@ -39,14 +39,14 @@ class CannedStore(EmbeddedStore):
     """The embedded store, each distinct query run once; later calls get a copy of its rows (as
     a driver builds new documents for every answer)."""
 
-    def __init__(self, collection: Any, description: str, *, model: Model) -> None:
-        super().__init__(collection, description, model=model)
+    def __init__(self, collection: Any, description: str, *, kind: DocumentKind) -> None:
+        super().__init__(collection, description, kind=kind)
         self._answers: dict[str, Any] = {}
 
-    def sibling(self, model: Model) -> CannedStore:
-        """The canned store of another model's collection."""
-        collection = self._collection.database[model._meta["collection"]]
-        return CannedStore(collection, self.description, model=model)
+    def sibling(self, kind: DocumentKind) -> CannedStore:
+        """The canned store of another kind's collection."""
+        collection = self._collection.database[kind.model._meta["collection"]]
+        return CannedStore(collection, self.description, kind=kind)
 
     def _canned(self, query: Any, compute: Callable[[], T]) -> T:
         key = repr(masked(query))
@@ -116,7 +116,7 @@ def main() -> None:
     )
     embedded = connect("", "canned")
     assert isinstance(embedded, EmbeddedStore)
-    store = CannedStore(embedded._collection, "canned answers", model=embedded.model)
+    store = CannedStore(embedded._collection, "canned answers", kind=embedded.kind)
     app = App(settings, store=store)
     app.bind()
     app.prepare_store()
