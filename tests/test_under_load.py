@@ -37,14 +37,14 @@ def test_no_call_sent_after_health_answered_not_serving_is_served(
     live = serve(grace_s=2)
     admin = token()
     # Whatever the stop does between turning health NOT_SERVING and closing the port, it may
-    # take its time: here, waking the watchers takes half a second.
-    close = live.app.hub.close
+    # take its time: here, the drain takes half a second more (it waits off the loop).
+    drain = live.app.gate.drain
 
-    def slow_close() -> None:
+    def slow_drain(grace_s: float) -> bool:
         time.sleep(0.5)
-        close()
+        return bool(drain(grace_s))
 
-    monkeypatch.setattr(live.app.hub, "close", slow_close)
+    monkeypatch.setattr(live.app.gate, "drain", slow_drain)
     health = health_pb2_grpc.HealthStub(live.channel)
     stopping = threading.Thread(target=live.app.stop)
     stopping.start()
