@@ -61,6 +61,8 @@ class DocumentKind:
     times: tuple[str, ...] = field(init=False)
     enums: dict[str, dict[str, int]] = field(init=False)
     structs: tuple[str, ...] = field(init=False)
+    # What a minimal result leaves out.
+    hidden: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         message = self.info.DESCRIPTOR
@@ -76,6 +78,7 @@ class DocumentKind:
             # Every stored path under a shown field: what a query may name.
             "fields": tuple(f for f in stored if f.path.split(".")[0] in shown),
             "shown": shown,
+            "hidden": frozenset(shown) - frozenset(self.minimal),
             # Stored, never shown: the service's own (requests, events).
             "internal": tuple(f.path for f in top if f.path not in shown),
             "required": tuple(f.path for f in top if f.required),
@@ -96,11 +99,6 @@ class DocumentKind:
         }
         for name, value in derived.items():
             object.__setattr__(self, name, value)
-
-    @property
-    def hidden(self) -> frozenset[str]:
-        """What a minimal result leaves out."""
-        return frozenset(self.shown) - frozenset(self.minimal)
 
 
 _STRUCT = "google.protobuf.Struct"
