@@ -17,11 +17,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import thread as futures_thread
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,38 +55,6 @@ from .support.wire_server import Wire
 hypothesis_settings.register_profile("default", max_examples=100, deadline=None)
 hypothesis_settings.register_profile("fuzz", max_examples=10_000, deadline=None)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-# How long the suite's end may wait for the threads the interpreter joins at exit.
-EXIT_WAIT_S = 30
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Fail, naming the thread, rather than hang when a thread would keep the process alive.
-
-    At exit the interpreter waits for every thread pool's workers and every non-daemon thread,
-    without a limit: one left waiting (a call stuck on a stopped server) hangs CI until it is
-    killed. Here the same wait has a limit; past it, the stacks are printed and the run fails.
-    """
-    closer = threading.Thread(target=futures_thread._python_exit, daemon=True)
-    closer.start()
-    deadline = time.monotonic() + EXIT_WAIT_S
-    closer.join(EXIT_WAIT_S)
-    left = [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
-    for thread in left:
-        thread.join(max(deadline - time.monotonic(), 0))
-    # A pool's workers are daemon threads that the exit joins all the same: when the closer
-    # is still waiting, any of them may be the one stuck.
-    others = threading.enumerate() if closer.is_alive() else left
-    frames = sys._current_frames()
-    stuck = [t for t in others if t.is_alive() and t not in (threading.main_thread(), closer)]
-    for thread in stuck:
-        frame = frames.get(thread.ident or 0)
-        stack = "".join(traceback.format_stack(frame)) if frame else ""
-        sys.stderr.write(f"thread {thread.name} would keep the process alive:\n{stack}\n")
-    if stuck:
-        sys.stderr.flush()
-        os._exit(3)
-
 
 TEST_MONGODB_URI = os.environ.get("SPACEONE_JOB_TEST_MONGODB_URI", "")
 JOB_SERVICE = job_pb2.DESCRIPTOR.services_by_name["Job"]
