@@ -395,7 +395,7 @@ def keyword_clause(keyword: str, ctx: Context) -> Clause | None:
     """The ``keyword`` search: any word is a case-insensitive substring of the schema's keyword
     field (``job_id``, ``job_task_id``)."""
     words = capped(keyword.split(), ctx.limits, "query.keyword")
-    return _any_of(ctx.schema.keyword, [re.escape(w) for w in words]) if words else None
+    return _any_of(ctx.schema.kind.key, [re.escape(w) for w in words]) if words else None
 
 
 def combine(

@@ -83,7 +83,7 @@ def _sort(
 
 
 def _projection(only: Sequence[str], minimal: bool, fields: Schema) -> dict[str, int] | None:
-    paths = [*only, *(fields.minimal if minimal else ())]
+    paths = [*only, *(fields.kind.minimal if minimal else ())]
     if not paths:
         return None
     for i, path in enumerate(only):
@@ -150,7 +150,7 @@ def add_fields_stage(spec: Mapping[str, Any], fields: Schema) -> Clause:
     out: Clause = {}
     for name, value in spec.items():
         where = f"query.add_fields.{name}"
-        if not NAME.match(name) or name in fields.document_fields or name == RESERVED_NAME:
+        if not NAME.match(name) or name in fields.kind.shown or name == RESERVED_NAME:
             raise invalid(where, "a new field name is a word that is not a job field, nor _id.")
         out[name] = _field_value(value, where, fields)
     return {"$addFields": out}
@@ -178,7 +178,7 @@ def compile_list(
         if not unwind_path:
             raise required("query.unwind.path")
         if ctx.schema.lookup(unwind_path, "query.unwind.path").kind is not Kind.ARRAY:
-            arrays = " or ".join(ctx.schema.array_fields) or "no field of a " + ctx.schema.noun
+            arrays = " or ".join(ctx.schema.array_fields) or "no field of a " + ctx.schema.kind.noun
             raise invalid("query.unwind.path", f"unwind takes {arrays}.")
         stages.append({"$unwind": "$" + unwind_path})
         unwound = conditions(unwind.get("filter", []), "query.unwind.filter", ctx)

@@ -25,17 +25,13 @@ class Schema:
     and what each holds. Free-form objects (``options``) take any sub-path, of kind ANY."""
 
     def __init__(self, kind: kinds.DocumentKind) -> None:
+        # Its noun, short form, id (where ``keyword`` searches) and top-level fields.
         self.kind = kind
-        self.noun = kind.noun
         self._fields = {f.path: f for f in kind.fields}
         self._open = tuple(f.path for f in kind.fields if f.free_form)
-        self.minimal = kind.minimal
-        # The field the ``keyword`` search looks in.
-        self.keyword = kind.key
-        self.document_fields = kind.shown
         self.array_fields = tuple(p for p, f in self._fields.items() if f.kind is Kind.ARRAY)
         nested = [p for p in self._fields if "." in p and not p.startswith(self._open)]
-        self._hint = ", ".join([f"a {self.noun} field", *(f"{o}.*" for o in self._open), *nested])
+        self._hint = ", ".join([f"a {kind.noun} field", *(f"{o}.*" for o in self._open), *nested])
 
     def lookup(self, path: str, where: str) -> Field:
         """The field at ``path``; ``where`` names the request part for the error."""
