@@ -69,19 +69,17 @@ class HealthMonitor:
         self.served = served
         self.interval_s = interval_s
         self.timeout_s = timeout_s
-        self.serving = True
 
     async def check(self) -> bool:
         """Ping the database once and report the result through health; whether it answered."""
         reachable = await asyncio.to_thread(self.store.ping, self.timeout_s)
-        if reachable != self.serving:
+        if reachable != self.served.serving:
             LOG.warning(
                 "database %s: health %s",
                 "is back" if reachable else "unreachable",
                 "SERVING" if reachable else "NOT_SERVING",
             )
             await self.served.report(reachable)
-            self.serving = reachable
         return reachable
 
     async def run(self) -> None:
